@@ -1,0 +1,451 @@
+//! Command-line flags, the `PORT` environment variable, and `--help`.
+//!
+//! Every limit the server enforces lives here with its default, so one
+//! screen of `--help` tells a reader everything that can be tuned. Parsing
+//! is a plain loop over the arguments: no argument-parsing crate.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server can be told. [`Config::default`] is what a plain
+/// `cargo run` uses; tests start from it and change fields directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// The directory static files are served from.
+    pub public_dir: PathBuf,
+    /// How often `periodic_update` goes out; zero turns it off.
+    pub tick: Duration,
+    /// How long an SSE stream may be quiet before a `: keep-alive` comment.
+    pub keepalive: Duration,
+    /// The `retry:` value sent to SSE clients, in milliseconds.
+    pub retry_ms: u64,
+    /// How many broadcast events are kept for `Last-Event-ID` resume.
+    pub history: usize,
+    /// How many events may wait for one slow subscriber before it is dropped.
+    pub queue: usize,
+    /// Open connections past which new ones get `503`.
+    pub max_connections: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    /// Largest request body (`POST /trigger-event`).
+    pub max_body: usize,
+    /// Largest WebSocket frame or reassembled message.
+    pub max_message: usize,
+    /// Deadline for a whole request head (or body) once it has started.
+    pub head_timeout: Duration,
+    /// How long a persistent connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long one write may block on a client that does not read.
+    pub write_timeout: Duration,
+    /// End each SSE stream after about this long (zero: never).
+    pub max_stream: Duration,
+    /// Silence on a WebSocket after which the server sends a ping.
+    pub ping_interval: Duration,
+    /// How long to wait for any answer to that ping.
+    pub pong_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    /// Origins allowed to open a WebSocket; empty means any.
+    pub allowed_origins: Vec<String>,
+    /// Whether `GET /inspect` reports frames.
+    pub inspect: bool,
+    /// No log lines.
+    pub quiet: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: 3000,
+            public_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/public")),
+            tick: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+            retry_ms: 3000,
+            history: 1000,
+            queue: 256,
+            max_connections: default_max_connections(),
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body: 64 * 1024,
+            max_message: 16 * 1024 * 1024,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_stream: Duration::ZERO,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            allowed_origins: Vec::new(),
+            inspect: true,
+            quiet: false,
+        }
+    }
+}
+
+/// What went wrong on the command line; `main` prints it with the usage
+/// line and exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    BadValue {
+        flag: String,
+        value: String,
+        expected: &'static str,
+    },
+    /// `--help`: not an error, but it also stops before the server starts.
+    HelpRequested,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown option '{flag}'"),
+            ConfigError::MissingValue(flag) => write!(f, "option '{flag}' needs a value"),
+            ConfigError::BadValue {
+                flag,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "invalid value '{value}' for '{flag}': expected {expected}"
+                )
+            }
+            ConfigError::HelpRequested => write!(f, "help requested"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const USAGE: &str =
+    "usage: realtime-by-hand [--host ADDR] [--port N] [options]   (--help lists them all)";
+
+/// The `--help` text, with the defaults this machine would use.
+pub fn help() -> String {
+    let d = Config::default();
+    let secs = |t: Duration| format!("{}", t.as_secs_f64());
+    format!(
+        "realtime-by-hand: Server-Sent Events and WebSocket, by hand over std::net
+
+{USAGE}
+
+Options (defaults in brackets):
+  --host ADDR                address to listen on [{host}]
+  --port N                   port; 0 picks a free one [{port}, or $PORT]
+  --public DIR               directory of static files [{public}]
+  --tick-secs S              periodic_update interval, 0 = off [{tick}]
+  --keepalive-secs S         quiet time before an SSE ': keep-alive' comment [{keepalive}]
+  --retry-ms MS              the SSE 'retry:' reconnection delay [{retry}]
+  --history N                broadcast events kept for Last-Event-ID resume [{history}]
+  --queue N                  events queued per subscriber before it is dropped [{queue}]
+  --max-connections N        open connections before new ones get 503 [{conns}, from this machine's limits]
+  --max-head BYTES           request line + headers [{head}]
+  --max-headers N            header fields per request [{headers}]
+  --max-uri BYTES            request target length [{uri}]
+  --max-body BYTES           request body [{body}]
+  --max-message BYTES        WebSocket frame or message [{message}]
+  --head-timeout-secs S      deadline for a request head or body [{head_timeout}]
+  --idle-timeout-secs S      wait for the next request on a kept-alive connection [{idle}]
+  --write-timeout-secs S     a write to a client that does not read [{write}]
+  --max-stream-secs S        end each SSE stream after 80-100% of S, 0 = never [{stream}]
+  --ping-secs S              WebSocket silence before the server pings [{ping}]
+  --pong-timeout-secs S      wait for an answer to that ping [{pong}]
+  --close-timeout-secs S     wait for the peer's close frame [{close}]
+  --allowed-origin ORIGIN    accept WebSockets only from ORIGIN (repeatable) [any]
+  --no-inspect               turn off the /inspect frame stream
+  --quiet                    no log lines
+  --help                     this text
+",
+        host = d.host,
+        port = d.port,
+        public = d.public_dir.display(),
+        tick = secs(d.tick),
+        keepalive = secs(d.keepalive),
+        retry = d.retry_ms,
+        history = d.history,
+        queue = d.queue,
+        conns = d.max_connections,
+        head = d.max_head_bytes,
+        headers = d.max_headers,
+        uri = d.max_uri_bytes,
+        body = d.max_body,
+        message = d.max_message,
+        head_timeout = secs(d.head_timeout),
+        idle = secs(d.idle_timeout),
+        write = secs(d.write_timeout),
+        stream = secs(d.max_stream),
+        ping = secs(d.ping_interval),
+        pong = secs(d.pong_timeout),
+        close = secs(d.close_timeout),
+    )
+}
+
+impl Config {
+    /// Reads the arguments (without the program name) and the value of the
+    /// `PORT` environment variable, as the Node original did. A `--port`
+    /// flag wins over `PORT`.
+    pub fn from_args<I, S>(args: I, env_port: Option<&str>) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut config = Config::default();
+        if let Some(port) = env_port {
+            config.port = parse_number("PORT", port, "a port number from 0 to 65535")?;
+        }
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            // Both "--port 8080" and "--port=8080" are accepted.
+            let (flag, inline_value) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let has_value = !matches!(flag.as_str(), "--no-inspect" | "--quiet" | "--help" | "-h");
+            let value = if has_value {
+                match inline_value.or_else(|| args.next()) {
+                    Some(v) => v,
+                    None => return Err(ConfigError::MissingValue(flag)),
+                }
+            } else {
+                if inline_value.is_some() {
+                    return Err(ConfigError::UnknownFlag(arg));
+                }
+                String::new()
+            };
+            let v = value.as_str();
+            let f = flag.as_str();
+            match f {
+                "--host" => config.host = parse_host(f, v)?,
+                "--port" => config.port = parse_number(f, v, "a port number from 0 to 65535")?,
+                "--public" => config.public_dir = PathBuf::from(v),
+                "--tick-secs" => config.tick = parse_secs(f, v)?,
+                "--keepalive-secs" => config.keepalive = parse_positive_secs(f, v)?,
+                "--retry-ms" => config.retry_ms = parse_number(f, v, "milliseconds")?,
+                "--history" => config.history = parse_number(f, v, "a count")?,
+                "--queue" => config.queue = parse_at_least_one(f, v)?,
+                "--max-connections" => config.max_connections = parse_at_least_one(f, v)?,
+                "--max-head" => config.max_head_bytes = parse_at_least_one(f, v)?,
+                "--max-headers" => config.max_headers = parse_number(f, v, "a count")?,
+                "--max-uri" => config.max_uri_bytes = parse_at_least_one(f, v)?,
+                "--max-body" => config.max_body = parse_number(f, v, "a size in bytes")?,
+                "--max-message" => config.max_message = parse_number(f, v, "a size in bytes")?,
+                "--head-timeout-secs" => config.head_timeout = parse_positive_secs(f, v)?,
+                "--idle-timeout-secs" => config.idle_timeout = parse_positive_secs(f, v)?,
+                "--write-timeout-secs" => config.write_timeout = parse_positive_secs(f, v)?,
+                "--max-stream-secs" => config.max_stream = parse_secs(f, v)?,
+                "--ping-secs" => config.ping_interval = parse_positive_secs(f, v)?,
+                "--pong-timeout-secs" => config.pong_timeout = parse_positive_secs(f, v)?,
+                "--close-timeout-secs" => config.close_timeout = parse_positive_secs(f, v)?,
+                "--allowed-origin" => config
+                    .allowed_origins
+                    .push(v.trim_end_matches('/').to_string()),
+                "--no-inspect" => config.inspect = false,
+                "--quiet" => config.quiet = true,
+                "--help" | "-h" => return Err(ConfigError::HelpRequested),
+                _ => return Err(ConfigError::UnknownFlag(flag)),
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn bad(flag: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::BadValue {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    flag: &str,
+    value: &str,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| bad(flag, value, expected))
+}
+
+fn parse_at_least_one(flag: &str, value: &str) -> Result<usize, ConfigError> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(flag, value, "a whole number of at least 1")),
+    }
+}
+
+/// Seconds, fractions allowed ("0.5"), zero allowed (it means "off").
+fn parse_secs(flag: &str, value: &str) -> Result<Duration, ConfigError> {
+    match value.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(bad(flag, value, "a number of seconds, such as 10 or 0.5")),
+    }
+}
+
+fn parse_positive_secs(flag: &str, value: &str) -> Result<Duration, ConfigError> {
+    match parse_secs(flag, value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(bad(flag, value, "a number of seconds greater than zero")),
+    }
+}
+
+fn parse_host(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let is_ip = value.parse::<std::net::IpAddr>().is_ok();
+    if is_ip || value == "localhost" {
+        Ok(value.to_string())
+    } else {
+        Err(bad(flag, value, "an IP address such as 127.0.0.1 or ::1"))
+    }
+}
+
+/// The connection cap this machine can afford.
+///
+/// Each connection costs one file descriptor and, with its thread (two for
+/// a WebSocket chat: a reader and a writer), about five memory maps per
+/// thread: the stack, its guard page, and the allocator's per-thread arena.
+/// A process that runs out of either does not fail gracefully: `accept`
+/// errors with EMFILE, or the kernel refuses to map a new thread's stack and
+/// the spawn fails (or, in some runtimes, the process aborts). So the server
+/// reads the limits with plain file reads and refuses politely (503) well
+/// before the kernel would refuse it.
+pub fn default_max_connections() -> usize {
+    const FALLBACK: usize = 1024;
+    let open_files = read_limit("/proc/self/limits", "Max open files");
+    let processes = read_limit("/proc/self/limits", "Max processes");
+    let map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    const RESERVED_FILES: usize = 64; // stdio, the listener, public/ files, slack
+    const MAPS_PER_CONNECTION: usize = 2 * 5; // two threads in the worst case
+    const RESERVED_MAPS: usize = 1000; // the binary, libraries, the heap
+    let mut cap = usize::MAX;
+    if let Some(files) = open_files {
+        cap = cap.min(files.saturating_sub(RESERVED_FILES));
+    }
+    if let Some(maps) = map_count {
+        cap = cap.min(maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_CONNECTION);
+    }
+    if let Some(threads) = processes {
+        cap = cap.min(threads / 2);
+    }
+    if cap == usize::MAX {
+        FALLBACK
+    } else {
+        // Keep a margin: other threads (the ticker, refusals) need room too.
+        (cap * 9 / 10).max(1)
+    }
+}
+
+/// Reads the soft limit from a line of `/proc/self/limits`, such as
+/// `Max open files            20000                20000                files`.
+fn read_limit(file: &str, name: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let soft = line[name.len()..].split_whitespace().next()?;
+    soft.parse().ok() // "unlimited" gives None: no limit from this line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_args(args.iter().copied(), None)
+    }
+
+    #[test]
+    fn defaults_match_the_interface() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 3000));
+        assert_eq!(c.tick, Duration::from_secs(10));
+        assert_eq!(c.keepalive, Duration::from_secs(15));
+        assert_eq!(c.history, 1000);
+        assert_eq!(c.max_body, 65_536);
+        assert_eq!(c.max_message, 16 * 1024 * 1024);
+        assert!(c.max_connections >= 1);
+        assert!(c.public_dir.join("index.html").is_file());
+    }
+
+    #[test]
+    fn flags_and_port_variable() {
+        let c = Config::from_args(
+            [
+                "--host",
+                "::1",
+                "--tick-secs=0.5",
+                "--quiet",
+                "--max-body",
+                "10",
+            ],
+            Some("8080"),
+        )
+        .unwrap();
+        assert_eq!(c.host, "::1");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.tick, Duration::from_millis(500));
+        assert!(c.quiet);
+        assert_eq!(c.max_body, 10);
+        let c = Config::from_args(["--port", "0"], Some("8080")).unwrap();
+        assert_eq!(c.port, 0, "--port wins over PORT");
+        let c = parse(&[
+            "--allowed-origin",
+            "http://a.test/",
+            "--allowed-origin",
+            "http://b.test",
+            "--no-inspect",
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_origins, ["http://a.test", "http://b.test"]);
+        assert!(!c.inspect);
+    }
+
+    #[test]
+    fn bad_input_names_what_was_wrong() {
+        assert_eq!(
+            parse(&["--prot", "1"]).unwrap_err().to_string(),
+            "unknown option '--prot'"
+        );
+        assert_eq!(
+            parse(&["--port"]).unwrap_err().to_string(),
+            "option '--port' needs a value"
+        );
+        assert_eq!(
+            parse(&["--port", "70000"]).unwrap_err().to_string(),
+            "invalid value '70000' for '--port': expected a port number from 0 to 65535"
+        );
+        assert!(parse(&["--host", "example.com"]).is_err());
+        assert!(parse(&["--tick-secs", "-1"]).is_err());
+        assert!(parse(&["--head-timeout-secs", "0"]).is_err());
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--quiet=yes"]).is_err());
+        assert!(Config::from_args(Vec::<String>::new(), Some("http")).is_err());
+        assert_eq!(parse(&["--help"]).unwrap_err(), ConfigError::HelpRequested);
+    }
+
+    #[test]
+    fn help_lists_every_flag_the_parser_knows() {
+        let text = help();
+        let source = include_str!("config.rs")
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap();
+        let flags = source
+            .split('"')
+            .filter(|s| s.starts_with("--") && !s.contains([' ', '=']));
+        for flag in flags {
+            assert!(text.contains(flag), "--help does not mention {flag}");
+        }
+    }
+
+    #[test]
+    fn reads_a_limits_line() {
+        assert!(read_limit("/proc/self/limits", "Max open files").is_some());
+        assert_eq!(read_limit("/nonexistent", "Max open files"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! HTTP/1.1 by hand: reading requests off a socket with limits and
+//! deadlines ([`Connection`]), parsing their heads ([`head`]), and writing
+//! responses ([`Response`]).
+
+pub mod head;
+mod response;
+
+pub use head::{body_length, check_head, HeadLimits, HeadParser, RequestHead, Version};
+pub use response::{reason_phrase, Response};
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Everything about a request that gets an HTTP error answer. Each variant
+/// is one status code, and its message tells the client what to change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpError {
+    /// 400: the request is malformed; the text says how.
+    BadRequest(String),
+    /// 408: the head or body did not arrive before the deadline.
+    Timeout,
+    /// 413: the body is larger than the server accepts.
+    BodyTooLarge { limit: usize },
+    /// 414: the request target is longer than the server accepts.
+    UriTooLong { limit: usize },
+    /// 415: the body is not in a format the route reads.
+    UnsupportedMediaType(String),
+    /// 431: the head as a whole is too large.
+    HeadTooLarge { limit: usize },
+    /// 431: more header fields than the server accepts.
+    TooManyHeaders { limit: usize },
+    /// 501: a method or transfer coding this server does not implement.
+    NotImplemented(String),
+    /// 505: an HTTP version other than 1.0 and 1.1.
+    VersionNotSupported,
+}
+
+impl HttpError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::Timeout => 408,
+            HttpError::BodyTooLarge { .. } => 413,
+            HttpError::UriTooLong { .. } => 414,
+            HttpError::UnsupportedMediaType(_) => 415,
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
+            HttpError::NotImplemented(_) => 501,
+            HttpError::VersionNotSupported => 505,
+        }
+    }
+
+    /// The answer to send: the status, and the message as plain text.
+    pub fn to_response(&self) -> Response {
+        Response::text(self.status(), &format!("{self}\n"))
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "Bad request: {why}"),
+            HttpError::Timeout => write!(f, "The request did not arrive in time"),
+            HttpError::BodyTooLarge { limit } => {
+                write!(
+                    f,
+                    "The request body is larger than the limit of {limit} bytes"
+                )
+            }
+            HttpError::UriTooLong { limit } => {
+                write!(
+                    f,
+                    "The request target is longer than the limit of {limit} bytes"
+                )
+            }
+            HttpError::UnsupportedMediaType(why) => write!(f, "Unsupported media type: {why}"),
+            HttpError::HeadTooLarge { limit } => {
+                write!(
+                    f,
+                    "The request head is larger than the limit of {limit} bytes"
+                )
+            }
+            HttpError::TooManyHeaders { limit } => {
+                write!(f, "The request has more than {limit} header fields")
+            }
+            HttpError::NotImplemented(what) => write!(f, "Not implemented: {what}"),
+            HttpError::VersionNotSupported => {
+                write!(f, "Only HTTP/1.1 and HTTP/1.0 are supported")
+            }
+        }
+    }
+}
+
+/// Why reading a request stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client closed the connection, or stayed idle too long between
+    /// requests: nothing to answer, just close.
+    Closed,
+    /// The request is bad: answer with this error, then close.
+    Http(HttpError),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl From<HttpError> for ReadError {
+    fn from(e: HttpError) -> ReadError {
+        ReadError::Http(e)
+    }
+}
+
+/// One client's socket plus the bytes read from it but not used yet.
+///
+/// A single `read` can return the end of one request and the start of the
+/// next (pipelining), or a request head followed by the first WebSocket
+/// frames. Those extra bytes stay in `buf[start..end]` for whoever reads next.
+pub struct Connection {
+    pub stream: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// How much is read from the socket at a time. A request head is usually a
+/// few hundred bytes; a larger head simply takes several reads.
+const READ_CHUNK: usize = 8 * 1024;
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads the next request head.
+    ///
+    /// `idle` is how long to wait for its first byte (between requests on a
+    /// persistent connection, silence just means the client is done); once
+    /// the first byte is in, the whole head must arrive within `head_timeout`,
+    /// however slowly it trickles (a deadline, not a per-read timeout).
+    pub fn read_head(
+        &mut self,
+        limits: HeadLimits,
+        idle: Duration,
+        head_timeout: Duration,
+    ) -> Result<RequestHead, ReadError> {
+        let mut parser = HeadParser::new(limits);
+        let mut deadline = Instant::now() + idle;
+        loop {
+            if self.start < self.end {
+                let was_untouched = parser.is_untouched();
+                let (used, head) = parser.feed(&self.buf[self.start..self.end])?;
+                self.start += used;
+                if let Some(head) = head {
+                    return Ok(head);
+                }
+                if was_untouched && !parser.is_untouched() {
+                    deadline = Instant::now() + head_timeout;
+                }
+            }
+            match self.fill(deadline) {
+                Ok(()) => {}
+                Err(ReadError::Http(HttpError::Timeout)) if parser.is_untouched() => {
+                    return Err(ReadError::Closed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads a body of exactly `length` bytes, which must arrive before
+    /// `deadline`. The caller has already checked `length` against its limit.
+    pub fn read_body(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::with_capacity(length);
+        while body.len() < length {
+            if self.start == self.end {
+                self.fill(deadline)?;
+            }
+            let take = (length - body.len()).min(self.end - self.start);
+            body.extend_from_slice(&self.buf[self.start..self.start + take]);
+            self.start += take;
+        }
+        Ok(body)
+    }
+
+    /// Hands over the socket and any bytes already read past the request
+    /// head, for a protocol that takes the connection over (WebSocket).
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        let leftover = self.buf[self.start..self.end].to_vec();
+        (self.stream, leftover)
+    }
+
+    /// Reads more bytes into the (fully consumed) buffer, waiting no later
+    /// than `deadline`.
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(HttpError::Timeout.into());
+        }
+        // Each read may wait only for what is left of the deadline, so a
+        // client sending one byte every few seconds is still cut off on time.
+        self.stream
+            .set_read_timeout(Some(deadline - now))
+            .map_err(ReadError::Io)?;
+        self.start = 0;
+        self.end = 0;
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => Err(ReadError::Closed),
+            Ok(n) => {
+                self.end = n;
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(HttpError::Timeout.into())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(ReadError::Io(e)),
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The broadcast hub: one place every event goes through, for both
+//! protocols.
+//!
+//! A publisher (`POST /trigger-event`, the ticker, a WebSocket chat message)
+//! calls [`Hub::publish`]. The hub gives the event the next id, formats it
+//! once for each protocol (an SSE block and a WebSocket text frame), keeps it
+//! in a bounded history for clients that come back with `Last-Event-ID`, and
+//! puts one shared pointer to it in every subscriber's queue.
+//!
+//! Three rules keep one slow client from hurting the rest:
+//! - each subscriber's queue is bounded (`sync_channel`), and the hub only
+//!   ever uses `try_send`, so publishing never waits for anybody;
+//! - a subscriber whose queue is full is dropped from the hub: it has fallen
+//!   hopelessly behind, and an SSE client can reconnect with `Last-Event-ID`
+//!   and get what it missed from the history, so nothing is lost;
+//! - the hub's lock is held only to touch the hub's own data: sockets are
+//!   written by the connection threads, after they have taken an event out
+//!   of their queue.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::sse;
+use crate::websocket::frame;
+
+/// One broadcast event, formatted once and shared by every subscriber.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    /// The SSE event type (`event:` line), when it is not the default `message`.
+    pub name: Option<String>,
+    /// The JSON text, the same for both protocols.
+    pub data: String,
+    /// `id: 7\nevent: …\ndata: {…}\n\n`, ready to write to an SSE stream.
+    pub sse_bytes: Vec<u8>,
+    /// The data as one unmasked WebSocket text frame, ready to write.
+    pub ws_frame: Vec<u8>,
+}
+
+/// How a new subscriber joins the stream of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// No `Last-Event-ID`: live events only.
+    Fresh,
+    /// Events after the given id were found in the history, and are in
+    /// [`Subscription::replay`] (possibly none).
+    From(u64),
+    /// Events after that id cannot be replayed; the text says why.
+    Reset(String),
+}
+
+/// What [`Hub::subscribe`] hands to a connection.
+pub struct Subscription {
+    /// Membership in the hub; dropping it leaves.
+    pub membership: Membership,
+    /// Live events, in id order, starting right after the replay.
+    pub events: Receiver<Arc<Event>>,
+    /// Missed events to send first (only for [`Resume::From`]).
+    pub replay: Vec<Arc<Event>>,
+    pub resume: Resume,
+    /// The newest id at the moment of subscribing (0 before any event).
+    pub newest_id: u64,
+}
+
+/// A subscriber's place in the hub. Dropping it removes the subscriber and
+/// with it the sending end of its queue, so a thread waiting on the queue
+/// wakes up at once.
+pub struct Membership {
+    hub: Arc<Hub>,
+    key: u64,
+}
+
+impl Drop for Membership {
+    /// Leaving is automatic: however a connection thread ends, its
+    /// membership is dropped and the hub forgets it.
+    fn drop(&mut self) {
+        self.hub.state().subscribers.retain(|s| s.key != self.key);
+    }
+}
+
+struct Subscriber {
+    key: u64,
+    queue: SyncSender<Arc<Event>>,
+}
+
+struct HubState {
+    last_id: u64,
+    history: VecDeque<Arc<Event>>,
+    subscribers: Vec<Subscriber>,
+    next_key: u64,
+}
+
+pub struct Hub {
+    state: Mutex<HubState>,
+    history_limit: usize,
+    queue_limit: usize,
+    dropped: AtomicU64,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub id: u64,
+    /// Subscribers the event was queued to.
+    pub delivered: usize,
+}
+
+impl Hub {
+    /// `history_limit`: events kept for resume. `queue_limit`: events that
+    /// may wait for one subscriber before it is dropped (at least 1).
+    pub fn new(history_limit: usize, queue_limit: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            state: Mutex::new(HubState {
+                last_id: 0,
+                history: VecDeque::with_capacity(history_limit.min(4096)),
+                subscribers: Vec::new(),
+                next_key: 0,
+            }),
+            history_limit,
+            queue_limit: queue_limit.max(1),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        // A panic in another thread while it held the lock leaves the data
+        // consistent (every update below is a single step), so carry on.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Broadcasts `data` (a JSON text) as the next event, with an optional
+    /// SSE event name. Fails only when the name could break the SSE framing.
+    pub fn publish(&self, name: Option<&str>, data: &str) -> Result<Published, sse::FieldError> {
+        if let Some(name) = name {
+            sse::check_field(name)?;
+        }
+        // The WebSocket frame does not depend on the id: build it before
+        // taking the lock, so the lock is held as briefly as possible.
+        let ws_frame = frame::encode_frame(frame::OP_TEXT, data.as_bytes());
+        let mut state = self.state();
+        let id = state.last_id + 1;
+        let event = Arc::new(Event {
+            id,
+            name: name.map(str::to_string),
+            data: data.to_string(),
+            sse_bytes: sse::format_event(Some(id), name, data),
+            ws_frame,
+        });
+        state.last_id = id;
+        if self.history_limit > 0 {
+            if state.history.len() == self.history_limit {
+                state.history.pop_front();
+            }
+            state.history.push_back(Arc::clone(&event));
+        }
+        let mut delivered = 0;
+        let mut dropped = 0;
+        state.subscribers.retain(|subscriber| {
+            match subscriber.queue.try_send(Arc::clone(&event)) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                // Full: this subscriber is too far behind. Dropping its sender
+                // ends its queue; the connection thread sees that after draining
+                // what is queued and closes, and the client can resume by id.
+                Err(TrySendError::Full(_)) => {
+                    dropped += 1;
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        drop(state);
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        Ok(Published { id, delivered })
+    }
+
+    /// Joins the broadcast. With `last_event_id`, the events after it are
+    /// looked up in the history in the same locked step that adds the
+    /// subscriber, so no event can fall between the replay and the live
+    /// queue, and none can be in both.
+    pub fn subscribe(self: &Arc<Hub>, last_event_id: Option<u64>) -> Subscription {
+        let (queue, events) = sync_channel(self.queue_limit);
+        let mut state = self.state();
+        let newest = state.last_id;
+        let mut replay = Vec::new();
+        let resume = match last_event_id {
+            None => Resume::Fresh,
+            Some(n) if n > newest => Resume::Reset(format!(
+                "Last-Event-ID {n} is newer than the newest event ({newest}): the server has restarted"
+            )),
+            Some(n) => {
+                // Ids are consecutive, so the first missed event (n + 1) is
+                // at a known position in the history, if it is still there.
+                let oldest = state.history.front().map_or(newest + 1, |e| e.id);
+                if n + 1 < oldest {
+                    Resume::Reset(format!(
+                        "Last-Event-ID {n} is older than the history, which starts at {oldest}: events were missed"
+                    ))
+                } else {
+                    let skip = (n + 1 - oldest) as usize;
+                    replay.extend(state.history.iter().skip(skip).cloned());
+                    Resume::From(n)
+                }
+            }
+        };
+        let key = state.next_key;
+        state.next_key += 1;
+        state.subscribers.push(Subscriber { key, queue });
+        drop(state);
+        Subscription {
+            membership: Membership {
+                hub: Arc::clone(self),
+                key,
+            },
+            events,
+            replay,
+            resume,
+            newest_id: newest,
+        }
+    }
+
+    /// The id of the newest event (0 before the first one).
+    pub fn last_id(&self) -> u64 {
+        self.state().last_id
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.state().subscribers.len()
+    }
+
+    /// Subscribers dropped so far because their queue was full.
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.state().history.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::TryRecvError;
+
+    fn ids(events: &[Arc<Event>]) -> Vec<u64> {
+        events.iter().map(|e| e.id).collect()
+    }
+
+    fn drain(sub: &Subscription) -> Vec<u64> {
+        sub.events.try_iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn ids_grow_by_one_and_every_subscriber_gets_each_event() {
+        let hub = Hub::new(10, 10);
+        let a = hub.subscribe(None);
+        let b = hub.subscribe(None);
+        assert_eq!(
+            hub.publish(None, "{}").unwrap(),
+            Published {
+                id: 1,
+                delivered: 2
+            }
+        );
+        assert_eq!(hub.publish(Some("alert"), "{}").unwrap().id, 2);
+        assert_eq!(drain(&a), [1, 2]);
+        assert_eq!(drain(&b), [1, 2]);
+        drop(b);
+        assert_eq!(hub.publish(None, "{}").unwrap().delivered, 1);
+    }
+
+    #[test]
+    fn each_event_is_formatted_once_and_shared() {
+        let hub = Hub::new(10, 10);
+        let a = hub.subscribe(None);
+        let b = hub.subscribe(None);
+        hub.publish(Some("note"), "{\"x\":1}").unwrap();
+        let (ea, eb) = (a.events.recv().unwrap(), b.events.recv().unwrap());
+        assert!(Arc::ptr_eq(&ea, &eb));
+        assert_eq!(ea.sse_bytes, b"id: 1\nevent: note\ndata: {\"x\":1}\n\n");
+        assert_eq!(ea.ws_frame, b"\x81\x07{\"x\":1}");
+    }
+
+    #[test]
+    fn resume_replays_exactly_the_missed_events_then_goes_live() {
+        let hub = Hub::new(100, 10);
+        for _ in 0..5 {
+            hub.publish(None, "{}").unwrap();
+        }
+        let sub = hub.subscribe(Some(2));
+        assert_eq!(sub.resume, Resume::From(2));
+        assert_eq!(ids(&sub.replay), [3, 4, 5]);
+        hub.publish(None, "{}").unwrap();
+        assert_eq!(drain(&sub), [6], "live events start right after the replay");
+
+        let caught_up = hub.subscribe(Some(6));
+        assert_eq!(
+            (caught_up.resume.clone(), caught_up.replay.len()),
+            (Resume::From(6), 0)
+        );
+        let before_any = Hub::new(100, 10).subscribe(Some(0));
+        assert_eq!(before_any.resume, Resume::From(0));
+    }
+
+    #[test]
+    fn resume_outside_the_history_is_a_reset() {
+        let hub = Hub::new(3, 10);
+        for _ in 0..10 {
+            hub.publish(None, "{}").unwrap();
+        }
+        // History holds 8, 9, 10: resuming from 7 is still complete.
+        assert_eq!(ids(&hub.subscribe(Some(7)).replay), [8, 9, 10]);
+        let old = hub.subscribe(Some(6));
+        assert!(
+            matches!(&old.resume, Resume::Reset(why) if why.contains("older")),
+            "{:?}",
+            old.resume
+        );
+        assert!(old.replay.is_empty());
+        let future = hub.subscribe(Some(11));
+        assert!(matches!(&future.resume, Resume::Reset(why) if why.contains("restarted")));
+        let no_history = Hub::new(0, 10);
+        no_history.publish(None, "{}").unwrap();
+        assert!(matches!(
+            no_history.subscribe(Some(0)).resume,
+            Resume::Reset(_)
+        ));
+    }
+
+    #[test]
+    fn a_full_queue_drops_only_that_subscriber() {
+        let hub = Hub::new(100, 4);
+        let slow = hub.subscribe(None);
+        let fast = hub.subscribe(None);
+        for i in 1..=20u64 {
+            hub.publish(None, "{}").unwrap();
+            assert_eq!(fast.events.try_recv().unwrap().id, i);
+        }
+        // The slow one keeps what was queued, then learns it was dropped.
+        assert_eq!(drain(&slow), [1, 2, 3, 4]);
+        assert_eq!(
+            slow.events.try_recv().unwrap_err(),
+            TryRecvError::Disconnected
+        );
+        assert_eq!(hub.dropped_count(), 1);
+        assert_eq!(hub.subscriber_count(), 1);
+        // And it can come back for the rest, from the history.
+        assert_eq!(
+            ids(&hub.subscribe(Some(4)).replay),
+            (5..=20).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn refuses_a_name_that_would_inject_fields() {
+        let hub = Hub::new(10, 10);
+        assert!(hub.publish(Some("a\ndata: evil"), "{}").is_err());
+        assert!(hub.publish(Some("a\rb"), "{}").is_err());
+        assert_eq!(hub.last_id(), 0, "a refused event takes no id");
+    }
+}

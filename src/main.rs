@@ -1,0 +1,51 @@
+//! `cargo run`: reads the configuration and starts the server.
+
+use std::process::ExitCode;
+
+use realtime_by_hand::config::{self, Config, ConfigError};
+use realtime_by_hand::server::Server;
+
+fn main() -> ExitCode {
+    let env_port = std::env::var("PORT").ok();
+    let config = match Config::from_args(std::env::args().skip(1), env_port.as_deref()) {
+        Ok(config) => config,
+        Err(ConfigError::HelpRequested) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("error: {error}\n{}", config::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::bind(config.clone()) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!(
+                "error: cannot listen on {}:{}: {error}",
+                config.host, config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match server.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Like the Node original: say where to look. (Printed even with --quiet:
+    // with --port 0 it is the only way to learn the port.)
+    println!("Server listening on http://{addr}/");
+    println!("  demo page:   http://{addr}/");
+    println!("  SSE stream:  http://{addr}/events   (try: curl -N http://{addr}/events)");
+    println!("  WebSocket:   ws://{addr}/ws   (echo: ws://{addr}/echo)");
+    println!("  trigger:     curl -X POST -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}' http://{addr}/trigger-event");
+    println!(
+        "  limits:      {} connections at most; --help lists every option",
+        config.max_connections
+    );
+    server.run();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,697 @@
+//! From frames to messages (RFC 6455 §5.4–§5.6, §7): reassembling
+//! fragments, control frames in between, UTF-8 checked as it arrives, size
+//! limits, and the close frame's payload.
+//!
+//! [`MessageReader`] is sans-I/O: it is fed whatever bytes the socket gave
+//! ([`MessageReader::receive`]) and says how many it used and what, if
+//! anything, they completed. The socket loop lives in `session.rs`; unit
+//! tests feed bytes directly, and so can a debugger session.
+
+use std::fmt;
+
+use super::frame::{
+    self, FrameError, FrameHeader, MAX_HEADER_LEN, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING,
+    OP_PONG, OP_TEXT,
+};
+
+/// Which side of the connection we are: it decides which frames must be
+/// masked (§5.1: client-to-server frames always, server-to-client never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// Close codes (§7.4.1) this implementation sends.
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a peer may send `code` in a close frame (§7.4). 1005, 1006 and
+/// 1015 exist only to be reported locally, never sent; 1012–1014 were
+/// registered with IANA after the RFC; 3000–4999 belong to libraries and
+/// applications; everything else is unassigned.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Why the connection must be failed, each with its close code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageError {
+    /// The frame header itself is bad (1002).
+    Frame(FrameError),
+    /// A client frame without a mask, or a server frame with one (1002).
+    Masking { expected_masked: bool },
+    /// A continuation frame with no message to continue (1002).
+    ContinuationWithoutStart,
+    /// A new text or binary frame before the fragmented message ended (1002).
+    NewMessageInsideFragmented,
+    /// A close frame with a one-byte payload, or a code nobody may send (1002).
+    BadClosePayload(String),
+    /// Text that is not UTF-8, in a message or a close reason (1007).
+    InvalidUtf8,
+    /// A frame or message larger than the limit (1009).
+    TooBig { limit: usize },
+}
+
+impl MessageError {
+    pub fn close_code(&self) -> u16 {
+        match self {
+            MessageError::InvalidUtf8 => CLOSE_INVALID_DATA,
+            MessageError::TooBig { .. } => CLOSE_TOO_BIG,
+            _ => CLOSE_PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageError::Frame(e) => write!(f, "{e}"),
+            MessageError::Masking {
+                expected_masked: true,
+            } => write!(f, "client frames must be masked"),
+            MessageError::Masking {
+                expected_masked: false,
+            } => write!(f, "server frames must not be masked"),
+            MessageError::ContinuationWithoutStart => {
+                write!(f, "continuation frame without a message to continue")
+            }
+            MessageError::NewMessageInsideFragmented => {
+                write!(f, "a new message started before the fragmented one ended")
+            }
+            MessageError::BadClosePayload(why) => write!(f, "bad close frame: {why}"),
+            MessageError::InvalidUtf8 => write!(f, "text is not valid UTF-8"),
+            MessageError::TooBig { limit } => {
+                write!(f, "message larger than the limit of {limit} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl From<FrameError> for MessageError {
+    fn from(e: FrameError) -> MessageError {
+        MessageError::Frame(e)
+    }
+}
+
+/// The contents of a close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What a complete frame or message amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// `None` for a close frame with no payload (no code given).
+    Close(Option<CloseFrame>),
+}
+
+/// The frame whose payload is being read.
+#[derive(Debug)]
+struct CurrentFrame {
+    header: FrameHeader,
+    raw_header: [u8; MAX_HEADER_LEN],
+    raw_header_len: usize,
+    received: u64,
+    /// Where this frame's payload starts in the message buffer.
+    message_offset: usize,
+}
+
+/// A data message being reassembled from one or more frames.
+#[derive(Debug)]
+struct Assembly {
+    opcode: u8,
+    data: Vec<u8>,
+    /// `data[..utf8_checked]` is known to be valid UTF-8 (text only).
+    utf8_checked: usize,
+}
+
+/// Turns the bytes of a WebSocket connection into [`Event`]s.
+#[derive(Debug)]
+pub struct MessageReader {
+    role: Role,
+    max_message: usize,
+    /// Bytes of a header that has not fully arrived.
+    header: Vec<u8>,
+    frame: Option<CurrentFrame>,
+    message: Option<Assembly>,
+    /// The payload of the control frame being read (at most 125 bytes).
+    control: Vec<u8>,
+    /// When set, each completed frame's wire bytes (a prefix) are kept here
+    /// for the frame inspector.
+    pub keep_frames: bool,
+    seen_frames: Vec<(Vec<u8>, u64)>,
+}
+
+/// How much of each frame [`MessageReader::take_seen_frames`] keeps.
+const SEEN_PREVIEW: usize = 256;
+
+impl MessageReader {
+    pub fn new(role: Role, max_message: usize) -> MessageReader {
+        MessageReader {
+            role,
+            max_message,
+            header: Vec::with_capacity(MAX_HEADER_LEN),
+            frame: None,
+            message: None,
+            control: Vec::new(),
+            keep_frames: false,
+            seen_frames: Vec::new(),
+        }
+    }
+
+    /// Frames completed since the last call, as (wire bytes prefix, total
+    /// frame length), when `keep_frames` is on.
+    pub fn take_seen_frames(&mut self) -> Vec<(Vec<u8>, u64)> {
+        std::mem::take(&mut self.seen_frames)
+    }
+
+    /// Feeds bytes from the connection. Returns how many were used and the
+    /// event they completed, if any. When an event is returned, bytes after
+    /// it may be left unused: call again with the rest.
+    pub fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), MessageError> {
+        let mut used = 0;
+        loop {
+            if self.frame.is_none() {
+                // Collect header bytes; a header can straddle two reads.
+                let have = self.header.len();
+                let take = (MAX_HEADER_LEN - have).min(input.len() - used);
+                self.header.extend_from_slice(&input[used..used + take]);
+                match frame::parse_header(&self.header)? {
+                    None => return Ok((used + take, None)),
+                    Some((header, header_len)) => {
+                        used += header_len - have;
+                        self.start_frame(header, header_len)?;
+                    }
+                }
+            }
+            let current = self.frame.as_mut().expect("a frame is in progress");
+            let remaining = current.header.payload_len - current.received;
+            let take = remaining.min((input.len() - used) as u64) as usize;
+            let bytes = &input[used..used + take];
+            used += take;
+            self.payload(bytes)?;
+            let current = self.frame.as_ref().expect("a frame is in progress");
+            if current.received < current.header.payload_len {
+                return Ok((used, None)); // the rest of the payload is still on its way
+            }
+            if let Some(event) = self.end_frame()? {
+                return Ok((used, Some(event)));
+            }
+            if used == input.len() {
+                return Ok((used, None));
+            }
+        }
+    }
+
+    /// Checks a new frame against the state of the connection, before any
+    /// of its payload is read or any memory set aside for it.
+    fn start_frame(&mut self, header: FrameHeader, header_len: usize) -> Result<(), MessageError> {
+        let expected_masked = self.role == Role::Server;
+        if header.mask.is_some() != expected_masked {
+            return Err(MessageError::Masking { expected_masked });
+        }
+        let mut message_offset = 0;
+        match header.opcode {
+            OP_TEXT | OP_BINARY => {
+                if self.message.is_some() {
+                    return Err(MessageError::NewMessageInsideFragmented);
+                }
+                self.check_size(0, header.payload_len)?;
+                self.message = Some(Assembly {
+                    opcode: header.opcode,
+                    data: Vec::with_capacity(initial_capacity(header.payload_len)),
+                    utf8_checked: 0,
+                });
+            }
+            OP_CONTINUATION => {
+                let Some(message) = &self.message else {
+                    return Err(MessageError::ContinuationWithoutStart);
+                };
+                message_offset = message.data.len();
+                self.check_size(message_offset, header.payload_len)?;
+                let data = &mut self.message.as_mut().expect("checked above").data;
+                data.reserve(initial_capacity(header.payload_len));
+            }
+            _ => self.control.clear(), // control frames: parse_header checked them
+        }
+        let mut raw_header = [0u8; MAX_HEADER_LEN];
+        raw_header[..header_len].copy_from_slice(&self.header[..header_len]);
+        self.header.clear();
+        self.frame = Some(CurrentFrame {
+            header,
+            raw_header,
+            raw_header_len: header_len,
+            received: 0,
+            message_offset,
+        });
+        Ok(())
+    }
+
+    /// The limit applies to each frame and to the message as a whole, and
+    /// is checked with the lengths the headers announce, before allocating.
+    fn check_size(&self, already: usize, more: u64) -> Result<(), MessageError> {
+        let total = (already as u64).checked_add(more);
+        match total {
+            Some(total) if total <= self.max_message as u64 => Ok(()),
+            _ => Err(MessageError::TooBig {
+                limit: self.max_message,
+            }),
+        }
+    }
+
+    /// Stores and unmasks payload bytes as they arrive; text is checked for
+    /// UTF-8 right away, so an invalid byte fails the connection at once.
+    fn payload(&mut self, bytes: &[u8]) -> Result<(), MessageError> {
+        let current = self.frame.as_mut().expect("a frame is in progress");
+        let offset = current.received as usize;
+        current.received += bytes.len() as u64;
+        let target = if frame::is_control(current.header.opcode) {
+            &mut self.control
+        } else {
+            &mut self
+                .message
+                .as_mut()
+                .expect("data frames have a message")
+                .data
+        };
+        let start = target.len();
+        target.extend_from_slice(bytes);
+        if let Some(mask) = current.header.mask {
+            frame::apply_mask(&mut target[start..], mask, offset);
+        }
+        if let Some(message) = &mut self.message {
+            if message.opcode == OP_TEXT && !frame::is_control(current.header.opcode) {
+                check_utf8_prefix(message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame's payload is complete.
+    fn end_frame(&mut self) -> Result<Option<Event>, MessageError> {
+        let current = self.frame.take().expect("a frame is in progress");
+        let header = current.header;
+        if self.keep_frames {
+            self.keep_frame(&current);
+        }
+        let event = match header.opcode {
+            OP_PING => Some(Event::Ping(std::mem::take(&mut self.control))),
+            OP_PONG => Some(Event::Pong(std::mem::take(&mut self.control))),
+            OP_CLOSE => Some(Event::Close(parse_close_payload(&self.control)?)),
+            _ if header.fin => {
+                let message = self.message.take().expect("data frames have a message");
+                if message.opcode == OP_TEXT {
+                    // All bytes are in: an unfinished sequence now is an error.
+                    if message.utf8_checked != message.data.len() {
+                        return Err(MessageError::InvalidUtf8);
+                    }
+                    let text =
+                        String::from_utf8(message.data).map_err(|_| MessageError::InvalidUtf8)?;
+                    Some(Event::Text(text))
+                } else {
+                    Some(Event::Binary(message.data))
+                }
+            }
+            _ => None, // more fragments to come
+        };
+        Ok(event)
+    }
+
+    /// Rebuilds the frame's wire bytes (header, then the payload masked
+    /// again) for the inspector. Only runs when someone is watching.
+    fn keep_frame(&mut self, current: &CurrentFrame) {
+        let mut wire = current.raw_header[..current.raw_header_len].to_vec();
+        let payload = if frame::is_control(current.header.opcode) {
+            &self.control[..]
+        } else {
+            let data = &self
+                .message
+                .as_ref()
+                .expect("data frames have a message")
+                .data;
+            &data[current.message_offset..]
+        };
+        let keep = payload.len().min(SEEN_PREVIEW.saturating_sub(wire.len()));
+        let start = wire.len();
+        wire.extend_from_slice(&payload[..keep]);
+        if let Some(mask) = current.header.mask {
+            frame::apply_mask(&mut wire[start..], mask, 0);
+        }
+        let total = current.raw_header_len as u64 + current.header.payload_len;
+        self.seen_frames.push((wire, total));
+    }
+}
+
+/// Large frames get their memory as their bytes arrive, not when their
+/// header merely claims a size: a header is cheap to send, memory is not.
+fn initial_capacity(payload_len: u64) -> usize {
+    payload_len.min(64 * 1024) as usize
+}
+
+/// Validates the text received so far. A code point cut off at the end is
+/// fine for now (the next fragment may complete it); an invalid byte is not.
+fn check_utf8_prefix(message: &mut Assembly) -> Result<(), MessageError> {
+    let unchecked = &message.data[message.utf8_checked..];
+    match std::str::from_utf8(unchecked) {
+        Ok(_) => message.utf8_checked = message.data.len(),
+        // error_len() == None: the input ended inside a sequence that could
+        // still be completed. Remember where the valid part ends.
+        Err(e) if e.error_len().is_none() => message.utf8_checked += e.valid_up_to(),
+        Err(_) => return Err(MessageError::InvalidUtf8),
+    }
+    Ok(())
+}
+
+/// §5.5.1: an empty payload, or a 2-byte code followed by a UTF-8 reason.
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, MessageError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(MessageError::BadClosePayload(
+            "a one-byte payload cannot hold a code".into(),
+        )),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(MessageError::BadClosePayload(format!(
+                    "{code} is not a code a peer may send"
+                )));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| MessageError::InvalidUtf8)?;
+            Ok(Some(CloseFrame {
+                code,
+                reason: reason.to_string(),
+            }))
+        }
+    }
+}
+
+/// The payload of a close frame we send: the code, then a reason cut to
+/// fit the 125-byte limit of control frames without splitting a character.
+pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(frame::MAX_CONTROL_PAYLOAD - 2);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::websocket::frame::encode_masked_frame;
+
+    const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+    fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        encode_masked_frame(fin, opcode, payload, KEY)
+    }
+
+    fn reader() -> MessageReader {
+        MessageReader::new(Role::Server, 1 << 20)
+    }
+
+    /// Feeds everything and collects the events, or the first error.
+    fn feed(reader: &mut MessageReader, bytes: &[u8]) -> Result<Vec<Event>, MessageError> {
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (used, event) = reader.receive(&bytes[at..])?;
+            at += used;
+            events.extend(event);
+        }
+        Ok(events)
+    }
+
+    fn error_of(bytes: &[u8]) -> MessageError {
+        feed(&mut reader(), bytes).expect_err("should fail")
+    }
+
+    #[test]
+    fn a_masked_hello() {
+        let events = feed(
+            &mut reader(),
+            &[
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ],
+        )
+        .unwrap();
+        assert_eq!(events, [Event::Text("Hello".into())]);
+    }
+
+    #[test]
+    fn fragments_with_a_ping_between_them() {
+        let mut bytes = masked(false, OP_TEXT, b"Hel");
+        bytes.extend(masked(true, OP_PING, b"are you there?"));
+        bytes.extend(masked(false, OP_CONTINUATION, b""));
+        bytes.extend(masked(true, OP_CONTINUATION, b"lo"));
+        let events = feed(&mut reader(), &bytes).unwrap();
+        assert_eq!(
+            events,
+            [
+                Event::Ping(b"are you there?".to_vec()),
+                Event::Text("Hello".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn any_split_of_the_input_gives_the_same_events() {
+        let mut bytes = masked(false, OP_BINARY, &[1, 2, 3]);
+        bytes.extend(masked(true, OP_PONG, b"p"));
+        bytes.extend(masked(true, OP_CONTINUATION, &vec![9; 300]));
+        bytes.extend(masked(true, OP_TEXT, "héllo wörld".as_bytes()));
+        bytes.extend(masked(true, OP_CLOSE, &close_payload(1000, "bye")));
+        let whole = feed(&mut reader(), &bytes).unwrap();
+        assert_eq!(whole.len(), 4);
+        for chunk in [1, 2, 5, 13, 64] {
+            let mut r = reader();
+            let mut events = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                events.extend(feed(&mut r, piece).unwrap());
+            }
+            assert_eq!(events, whole, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn each_protocol_rule_has_its_close_code() {
+        let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+            (encode_frame_unmasked(), 1002, "unmasked client frame"),
+            (vec![0xC1, 0x80, 0, 0, 0, 0], 1002, "reserved bit"),
+            (vec![0x83, 0x80, 0, 0, 0, 0], 1002, "reserved data opcode"),
+            (
+                vec![0x8F, 0x80, 0, 0, 0, 0],
+                1002,
+                "reserved control opcode",
+            ),
+            (
+                masked(true, OP_PING, &[0; 126]),
+                1002,
+                "control frame over 125 bytes",
+            ),
+            (
+                masked(false, OP_PING, b""),
+                1002,
+                "fragmented control frame",
+            ),
+            (
+                masked(true, OP_CONTINUATION, b"x"),
+                1002,
+                "continuation without a start",
+            ),
+            (
+                [masked(false, OP_TEXT, b"a"), masked(true, OP_TEXT, b"b")].concat(),
+                1002,
+                "new message inside a fragmented one",
+            ),
+            (
+                vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                1002,
+                "64-bit length with the top bit set",
+            ),
+            (
+                masked(true, OP_CLOSE, &[0x03]),
+                1002,
+                "one-byte close payload",
+            ),
+            (
+                masked(true, OP_CLOSE, &1005u16.to_be_bytes()),
+                1002,
+                "close code 1005",
+            ),
+            (
+                masked(true, OP_CLOSE, &999u16.to_be_bytes()),
+                1002,
+                "close code 999",
+            ),
+            (
+                masked(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]),
+                1007,
+                "close reason not UTF-8",
+            ),
+            (
+                masked(true, OP_TEXT, &[0xCE, 0xBA, 0xFF]),
+                1007,
+                "invalid UTF-8",
+            ),
+            (
+                masked(true, OP_TEXT, &[0xE2, 0x82]),
+                1007,
+                "text ending inside a character",
+            ),
+            (
+                masked(true, OP_BINARY, &vec![0; (1 << 20) + 1]),
+                1009,
+                "frame over the limit",
+            ),
+            (
+                [
+                    masked(false, OP_BINARY, &vec![0; 1 << 19]),
+                    masked(true, OP_CONTINUATION, &vec![0; (1 << 19) + 1]),
+                ]
+                .concat(),
+                1009,
+                "message over the limit",
+            ),
+        ];
+        for (bytes, code, rule) in cases {
+            let e = error_of(&bytes);
+            assert_eq!(e.close_code(), code, "{rule}: {e}");
+        }
+    }
+
+    fn encode_frame_unmasked() -> Vec<u8> {
+        frame::encode_frame(OP_TEXT, b"hi")
+    }
+
+    #[test]
+    fn utf8_split_across_fragments() {
+        let euro = "€".as_bytes(); // E2 82 AC
+        let mut ok = masked(false, OP_TEXT, &euro[..1]);
+        ok.extend(masked(false, OP_CONTINUATION, &euro[1..2]));
+        ok.extend(masked(true, OP_CONTINUATION, &euro[2..]));
+        assert_eq!(feed(&mut reader(), &ok).unwrap(), [Event::Text("€".into())]);
+
+        let mut bad = masked(false, OP_TEXT, &euro[..2]);
+        bad.extend(masked(true, OP_CONTINUATION, b"A"));
+        assert_eq!(error_of(&bad), MessageError::InvalidUtf8);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_at_the_first_bad_byte() {
+        // A 1000-byte text frame whose 4th byte is invalid: the reader must
+        // fail after seeing those bytes, without waiting for the rest.
+        let mut payload = b"ab\xC3\x28".to_vec();
+        payload.resize(1000, b'x');
+        let bytes = masked(true, OP_TEXT, &payload);
+        let mut r = reader();
+        let (used, event) = r.receive(&bytes[..9]).unwrap(); // header (8) + 'a'
+        assert_eq!((used, event), (9, None));
+        assert_eq!(r.receive(&bytes[9..12]), Err(MessageError::InvalidUtf8));
+    }
+
+    #[test]
+    fn the_limit_is_checked_before_allocating() {
+        // A header claiming 2^62 bytes: refused at once, nothing reserved.
+        let mut r = MessageReader::new(Role::Server, 16 << 20);
+        let header = [0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(
+            r.receive(&header),
+            Err(MessageError::TooBig { limit: 16 << 20 })
+        );
+        // A header claiming 16 MiB, within the limit: memory follows the data.
+        let mut r = MessageReader::new(Role::Server, 16 << 20);
+        let mut header = Vec::new();
+        frame::encode_header(&mut header, true, OP_BINARY, Some(KEY), 16 << 20);
+        r.receive(&header).unwrap();
+        assert!(r.message.as_ref().unwrap().data.capacity() <= 64 * 1024);
+    }
+
+    #[test]
+    fn many_tiny_fragments_keep_no_more_than_their_payload() {
+        let mut r = reader();
+        feed(&mut r, &masked(false, OP_BINARY, b"x")).unwrap();
+        for _ in 0..100_000 {
+            feed(&mut r, &masked(false, OP_CONTINUATION, b"x")).unwrap();
+        }
+        let assembly = r.message.as_ref().unwrap();
+        assert_eq!(assembly.data.len(), 100_001);
+        // Vec growth doubles at most; nothing is kept per fragment.
+        assert!(
+            assembly.data.capacity() <= 2 * 100_001,
+            "{}",
+            assembly.data.capacity()
+        );
+        let events = feed(&mut r, &masked(true, OP_CONTINUATION, b"")).unwrap();
+        assert!(matches!(&events[..], [Event::Binary(d)] if d.len() == 100_001));
+    }
+
+    #[test]
+    fn close_payloads() {
+        assert_eq!(parse_close_payload(b""), Ok(None));
+        assert_eq!(
+            parse_close_payload(&close_payload(1000, "done")),
+            Ok(Some(CloseFrame {
+                code: 1000,
+                reason: "done".into()
+            }))
+        );
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
+            assert!(is_valid_close_code(code), "{code}");
+        }
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert!(!is_valid_close_code(code), "{code}");
+        }
+        let long = "é".repeat(100);
+        let payload = close_payload(1000, &long);
+        assert!(payload.len() <= 125);
+        assert!(
+            std::str::from_utf8(&payload[2..]).is_ok(),
+            "cut on a character boundary"
+        );
+    }
+
+    #[test]
+    fn a_client_reads_unmasked_frames_and_refuses_masked_ones() {
+        let mut client = MessageReader::new(Role::Client, 1 << 20);
+        assert_eq!(
+            feed(&mut client, &frame::encode_frame(OP_TEXT, b"hi")).unwrap(),
+            [Event::Text("hi".into())]
+        );
+        let mut client = MessageReader::new(Role::Client, 1 << 20);
+        assert_eq!(
+            feed(&mut client, &masked(true, OP_TEXT, b"hi")),
+            Err(MessageError::Masking {
+                expected_masked: false
+            })
+        );
+    }
+
+    #[test]
+    fn the_inspector_sees_wire_bytes() {
+        let mut r = reader();
+        r.keep_frames = true;
+        let bytes = masked(true, OP_TEXT, b"Hello");
+        feed(&mut r, &bytes).unwrap();
+        assert_eq!(r.take_seen_frames(), [(bytes.clone(), bytes.len() as u64)]);
+    }
+}

@@ -1,0 +1,132 @@
+//! The lessons check: every ```rust block in `lessons/` must appear, line
+//! for line (indentation aside), in a file under `src/`. A lesson's code is
+//! then always the code that runs. A block that is deliberately not from
+//! the source (a wrong example, an exercise) says so in its info string:
+//! ```rust,ignore (or any info string other than plain `rust`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn files_under(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files_under(&path, extension, out);
+        } else if path.extension().is_some_and(|e| e == extension) {
+            out.push(path);
+        }
+    }
+}
+
+/// Lines with their indentation and trailing spaces removed.
+fn normalized(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim().to_string()).collect()
+}
+
+/// The ```rust blocks of a Markdown file, with the line each starts on.
+fn rust_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    // The open fence: its first line, whether it must be checked, its text.
+    let mut open: Option<(usize, bool, String)> = None;
+    for (number, line) in markdown.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match (&mut open, fence) {
+            (None, true) => {
+                let info = line.trim_start().trim_start_matches('`').trim();
+                // Only a plain "rust" block must come from the source.
+                open = Some((number + 1, info == "rust", String::new()));
+            }
+            (Some(_), true) => {
+                let (start, checked, body) = open.take().unwrap();
+                if checked {
+                    blocks.push((start, body));
+                }
+            }
+            (Some((_, _, body)), false) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    assert!(open.is_none(), "a code fence is never closed");
+    blocks
+}
+
+fn appears_in(block: &[String], source: &[String]) -> bool {
+    // Leading and trailing blank lines of a block do not count.
+    let start = block.iter().position(|l| !l.is_empty()).unwrap_or(0);
+    let end = block
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
+    let block = &block[start..end];
+    block.is_empty() || source.windows(block.len()).any(|w| w == block)
+}
+
+#[test]
+fn every_rust_block_in_the_lessons_is_real_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    files_under(&root.join("src"), "rs", &mut sources);
+    let sources: Vec<(PathBuf, Vec<String>)> = sources
+        .into_iter()
+        .map(|p| (p.clone(), normalized(&fs::read_to_string(&p).unwrap())))
+        .collect();
+    let mut lessons = Vec::new();
+    files_under(&root.join("lessons"), "md", &mut lessons);
+    assert!(!lessons.is_empty(), "no lessons found");
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for lesson in &lessons {
+        let text = fs::read_to_string(lesson).unwrap();
+        for (line, block) in rust_blocks(&text) {
+            checked += 1;
+            let block = normalized(&block);
+            if !sources.iter().any(|(_, source)| appears_in(&block, source)) {
+                missing.push(format!(
+                    "{}:{line}: this ```rust block is not in src/ (mark it ```rust,ignore if it is not meant to be):\n{}",
+                    lesson.strip_prefix(root).unwrap().display(),
+                    block.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n\n"));
+    assert!(checked > 0, "the lessons have no rust blocks at all");
+}
+
+#[test]
+fn the_checker_catches_a_changed_line() {
+    let source = normalized("fn a() {\n    let x = 1;\n    x + 1\n}\n");
+    assert!(appears_in(&normalized("let x = 1;\n  x + 1"), &source));
+    assert!(!appears_in(&normalized("let x = 2;\nx + 1"), &source));
+    let blocks = rust_blocks(
+        "text\n```rust\nlet x = 1;\n```\n```rust,ignore\nnot code\n```\n```text\nx\n```\n",
+    );
+    assert_eq!(blocks, [(2, "let x = 1;\n".to_string())]);
+}
+
+#[test]
+fn lessons_name_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut lessons = Vec::new();
+    files_under(&root.join("lessons"), "md", &mut lessons);
+    for lesson in lessons {
+        let text = fs::read_to_string(&lesson).unwrap();
+        for word in text.split(|c: char| c.is_whitespace() || "`()[]<>,;:\"'".contains(c)) {
+            let word = word.trim_end_matches('.');
+            if word.starts_with("src/") && (word.ends_with(".rs") || word.ends_with('/')) {
+                assert!(
+                    root.join(word).exists(),
+                    "{} names {word}, which does not exist",
+                    lesson.display()
+                );
+            }
+        }
+    }
+}
