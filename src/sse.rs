@@ -112,9 +112,11 @@ pub fn format_comment(text: &str) -> Vec<u8> {
     format!(": {text}\n\n").into_bytes()
 }
 
-/// `retry: MS` sets how long the browser waits before reconnecting.
+/// `retry: MS` sets how long the browser waits before reconnecting. It is
+/// one line, sent as part of the first event: a block holding nothing but
+/// `retry:` is legal, but some clients wrongly report it as an empty event.
 pub fn format_retry(millis: u64) -> Vec<u8> {
-    format!("retry: {millis}\n\n").into_bytes()
+    format!("retry: {millis}\n").into_bytes()
 }
 
 /// The response head of a stream. There is no `Content-Length`: the body
@@ -192,11 +194,9 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
         ("message", "This is the initial data".into()),
         ("timestamp", time::now_iso8601().into()),
     ]);
-    let mut blocks = vec![
-        format_retry(shared.config.retry_ms),
-        format_event(Some(resume_point), None, &welcome.to_string()),
-        format_event(None, None, &initial.to_string()),
-    ];
+    let mut first = format_retry(shared.config.retry_ms);
+    first.extend(format_event(Some(resume_point), None, &welcome.to_string()));
+    let mut blocks = vec![first, format_event(None, None, &initial.to_string())];
     if let Resume::Reset(why) = &resume {
         let reset = json::object([
             ("type", "reset".into()),
@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn comments_and_retry() {
         assert_eq!(text(format_comment("keep-alive")), ": keep-alive\n\n");
-        assert_eq!(text(format_retry(3000)), "retry: 3000\n\n");
+        assert_eq!(text(format_retry(3000)), "retry: 3000\n");
     }
 
     #[test]
