@@ -13,6 +13,8 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::json::{self, Json};
+
 /// Errors a client can meet, each with a message a person can act on.
 #[derive(Debug)]
 pub enum ClientError {
@@ -124,6 +126,54 @@ impl Url {
         Err(ClientError::Io(last_error.unwrap_or_else(|| {
             io::Error::other("the host has no address")
         })))
+    }
+}
+
+/// One line for a message of this server, the way the article's Node
+/// client printed them: a label for each `type`, then the text.
+pub fn describe_message(data: &str) -> String {
+    let Ok(value) = json::parse(data.as_bytes()) else {
+        return format!("[text] {data}");
+    };
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let number = |key: &str| {
+        value
+            .get(key)
+            .and_then(Json::as_f64)
+            .map_or(String::from("?"), |n| n.to_string())
+    };
+    match text("type").as_str() {
+        "welcome" => format!(
+            "[welcome] {} (client id {})",
+            text("message"),
+            number("clientId")
+        ),
+        "initial_data" => format!(
+            "[initial data] {} at {}",
+            text("message"),
+            text("timestamp")
+        ),
+        "notification" => format!(
+            "[notification] {} at {}",
+            text("message"),
+            text("timestamp")
+        ),
+        "periodic_update" => format!(
+            "[periodic update] {} ({} connections)",
+            text("message"),
+            number("connections")
+        ),
+        "chat" => format!("[chat] {}: {}", text("username"), text("message")),
+        "reset" => format!("[reset] {}", text("message")),
+        "error" => format!("[error] {}", text("message")),
+        "" => format!("[data] {data}"),
+        other => format!("[{other}] {}", text("message")),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -30,7 +31,67 @@ pub struct WsClient {
     buf: Vec<u8>,
     start: usize,
     reader: MessageReader,
+    sender: WsSender,
+}
+
+/// The sending half, which can be cloned into another thread (one thread
+/// reads lines from a terminal and sends them while another receives). A
+/// mutex keeps each frame whole and remembers whether our close went out.
+#[derive(Clone)]
+pub struct WsSender {
+    state: Arc<Mutex<SenderState>>,
+}
+
+struct SenderState {
+    stream: TcpStream,
     close_sent: bool,
+}
+
+impl WsSender {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SenderState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends one frame, masked with a fresh random key (§5.3: a client
+    /// masks every frame, with a key that cannot be predicted).
+    pub fn send_frame(&self, fin: bool, opcode: u8, payload: &[u8]) -> Result<(), ClientError> {
+        let frame = frame::encode_masked_frame(fin, opcode, payload, random::random_mask());
+        self.send_raw(&frame)
+    }
+
+    pub fn send_text(&self, text: &str) -> Result<(), ClientError> {
+        self.send_frame(true, OP_TEXT, text.as_bytes())
+    }
+
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.send_frame(true, OP_BINARY, data)
+    }
+
+    /// Writes bytes as they are, however wrong: for tests and for
+    /// `ws-client --misbehave`.
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        let mut state = self.lock();
+        if state.close_sent {
+            return Err(ClientError::Refused(
+                "the close frame was already sent".into(),
+            ));
+        }
+        Ok(state.stream.write_all(bytes)?)
+    }
+
+    /// Sends a close frame, once. `None`: an empty close payload.
+    pub fn send_close(&self, code: Option<u16>, reason: &str) -> Result<(), ClientError> {
+        let mut state = self.lock();
+        if state.close_sent {
+            return Ok(());
+        }
+        state.close_sent = true;
+        let payload = code.map(|c| close_payload(c, reason)).unwrap_or_default();
+        let frame = frame::encode_masked_frame(true, OP_CLOSE, &payload, random::random_mask());
+        Ok(state.stream.write_all(&frame)?)
+    }
 }
 
 /// The largest message the client accepts.
@@ -89,38 +150,45 @@ impl WsClient {
             )));
         }
         stream.set_read_timeout(None)?;
+        let sender = WsSender {
+            state: Arc::new(Mutex::new(SenderState {
+                stream: stream.try_clone()?,
+                close_sent: false,
+            })),
+        };
         Ok(WsClient {
             stream,
             buf: leftover,
             start: 0,
             reader: MessageReader::new(Role::Client, MAX_MESSAGE),
-            close_sent: false,
+            sender,
         })
+    }
+
+    /// A sending half for another thread.
+    pub fn sender(&self) -> WsSender {
+        self.sender.clone()
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
         Ok(self.stream.set_read_timeout(timeout)?)
     }
 
-    /// Sends one frame, masked with a fresh random key (§5.3: a client
-    /// masks every frame, with a key the page's script cannot predict).
     pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> Result<(), ClientError> {
-        let frame = frame::encode_masked_frame(fin, opcode, payload, random::random_mask());
-        Ok(self.stream.write_all(&frame)?)
+        self.sender.send_frame(fin, opcode, payload)
     }
 
     pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
-        self.send_frame(true, OP_TEXT, text.as_bytes())
+        self.sender.send_text(text)
     }
 
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ClientError> {
-        self.send_frame(true, OP_BINARY, data)
+        self.sender.send_binary(data)
     }
 
-    /// Writes bytes as they are, however wrong: for tests and for
-    /// `ws-client --misbehave`.
+    /// Writes bytes as they are, however wrong (see [`WsSender::send_raw`]).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        Ok(self.stream.write_all(bytes)?)
+        self.sender.send_raw(bytes)
     }
 
     /// The next frame-level event, pings and pongs included, unanswered.
@@ -142,7 +210,9 @@ impl WsClient {
                     }
                     Err(error) => {
                         // The server broke the protocol: fail the connection.
-                        let _ = self.close_frame(error.close_code(), &error.to_string());
+                        let _ = self
+                            .sender
+                            .send_close(Some(error.close_code()), &error.to_string());
                         let _ = self.stream.shutdown(Shutdown::Both);
                         return Err(ClientError::Refused(format!(
                             "protocol error from the server: {error}"
@@ -169,24 +239,12 @@ impl WsClient {
                 Event::Ping(payload) => self.send_frame(true, OP_PONG, &payload)?,
                 Event::Pong(_) => {}
                 Event::Close(frame) => {
-                    if !self.close_sent {
-                        let code = frame.as_ref().map(|f| f.code);
-                        let payload = code.map(|c| close_payload(c, "")).unwrap_or_default();
-                        self.close_sent = true;
-                        let _ = self.send_frame(true, OP_CLOSE, &payload);
-                    }
+                    // §5.5.1: answer with a close echoing the code.
+                    let _ = self.sender.send_close(frame.as_ref().map(|f| f.code), "");
                     return Ok(Received::Closed(frame));
                 }
             }
         }
-    }
-
-    fn close_frame(&mut self, code: u16, reason: &str) -> Result<(), ClientError> {
-        if self.close_sent {
-            return Ok(());
-        }
-        self.close_sent = true;
-        self.send_frame(true, OP_CLOSE, &close_payload(code, reason))
     }
 
     /// Starts the close handshake and waits (at most `timeout`) for the
@@ -197,7 +255,7 @@ impl WsClient {
         reason: &str,
         timeout: Duration,
     ) -> Result<Option<CloseFrame>, ClientError> {
-        self.close_frame(code, reason)?;
+        self.sender.send_close(Some(code), reason)?;
         self.set_read_timeout(Some(timeout))?;
         loop {
             match self.next_event() {
