@@ -331,7 +331,8 @@ impl SseConnection {
 }
 
 /// Reconnection with exponential back-off: wait `base × 2^(n-1)` before
-/// attempt `n`, give up after `max_attempts` failures in a row.
+/// reconnection attempt `n`; give up after `max_attempts` failed attempts
+/// in a row.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub base: Duration,
@@ -371,7 +372,6 @@ pub struct ReconnectingClient {
     pub backoff: Backoff,
     connection: Option<SseConnection>,
     last_event_id: Option<String>,
-    failures: u32,
     /// The last `retry:` the server sent, kept across connections.
     retry_hint: Option<u64>,
     /// How many times the stream has been opened.
@@ -387,7 +387,6 @@ impl ReconnectingClient {
             backoff,
             connection: None,
             last_event_id: None,
-            failures: 0,
             retry_hint: None,
             connects: 0,
             on_notice: Box::new(|_| {}),
@@ -409,16 +408,20 @@ impl ReconnectingClient {
                 }
                 Err(e) => {
                     (self.on_notice)(&format!("stream ended: {e}"));
+                    self.retry_hint = connection.retry().or(self.retry_hint);
                     self.connection = None;
                 }
             }
         }
     }
 
+    /// Opens the stream again. The very first connection is tried at once;
+    /// every later try is a reconnection attempt, `n` of `max_attempts`,
+    /// after waiting `delay(n)`.
     fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut attempt: u32 = if self.connects == 0 { 0 } else { 1 };
         loop {
-            if self.connects > 0 || self.failures > 0 {
-                let attempt = self.failures + 1;
+            if attempt > 0 {
                 if attempt > self.backoff.max_attempts {
                     return Err(ClientError::Refused(format!(
                         "gave up after {} failed reconnection attempts",
@@ -427,7 +430,7 @@ impl ReconnectingClient {
                 }
                 // The server's `retry:` replaces the base delay, as in browsers.
                 let mut backoff = self.backoff;
-                if let Some(ms) = self.server_retry() {
+                if let Some(ms) = self.retry_hint {
                     backoff.base = Duration::from_millis(ms);
                 }
                 let wait = backoff.delay(attempt);
@@ -441,32 +444,20 @@ impl ReconnectingClient {
             match SseConnection::connect(&self.url, self.last_event_id.as_deref()) {
                 Ok(connection) => {
                     self.connects += 1;
-                    self.failures = 0;
-                    (self.on_notice)(&format!(
-                        "connected to {}{}",
-                        self.url.path,
-                        match &self.last_event_id {
-                            Some(id) => format!(" (resuming after id {id})"),
-                            None => String::new(),
-                        }
-                    ));
-                    self.retry_hint = connection.retry().or(self.retry_hint);
+                    let resuming = match &self.last_event_id {
+                        Some(id) => format!(" (resuming after id {id})"),
+                        None => String::new(),
+                    };
+                    (self.on_notice)(&format!("connected to {}{resuming}", self.url.path));
                     self.connection = Some(connection);
                     return Ok(());
                 }
                 Err(e) => {
-                    self.failures += 1;
                     (self.on_notice)(&format!("connection failed: {e}"));
+                    attempt += 1;
                 }
             }
         }
-    }
-
-    fn server_retry(&self) -> Option<u64> {
-        self.connection
-            .as_ref()
-            .and_then(SseConnection::retry)
-            .or(self.retry_hint)
     }
 }
 

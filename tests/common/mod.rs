@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: a server on port 0, raw HTTP
 //! requests, SSE and WebSocket clients, and a seeded random generator.
-#![allow(dead_code)] // each test file uses a different part of this module
+#![allow(dead_code, unused_imports)] // each test file uses a different part of this module
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,7 +16,12 @@ pub use realtime_by_hand::server::{RunningServer, Server};
 /// A configuration for tests: a free port, no log lines, no ticker (tests
 /// that want one set it), and the real `public/` directory.
 pub fn test_config() -> Config {
-    Config { port: 0, quiet: true, tick: Duration::ZERO, ..Config::default() }
+    Config {
+        port: 0,
+        quiet: true,
+        tick: Duration::ZERO,
+        ..Config::default()
+    }
 }
 
 /// Starts a server on a free port, in this process.
@@ -32,8 +37,12 @@ pub fn start_default() -> RunningServer {
 /// of hanging forever.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
 }
 
@@ -47,7 +56,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -62,14 +74,22 @@ impl HttpResponse {
 /// Reads one response with a `Content-Length` body (or none, for 1xx, 204
 /// and answers to HEAD when `head_request` is set). Bytes after it stay
 /// in `pending` for the next call.
-pub fn read_response_from(stream: &mut TcpStream, pending: &mut Vec<u8>, head_request: bool) -> HttpResponse {
+pub fn read_response_from(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    head_request: bool,
+) -> HttpResponse {
     let end = loop {
         if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).expect("read response");
-        assert!(n > 0, "connection closed before a response; got {:?}", String::from_utf8_lossy(pending));
+        assert!(
+            n > 0,
+            "connection closed before a response; got {:?}",
+            String::from_utf8_lossy(pending)
+        );
         pending.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&pending[..end - 4]).into_owned();
@@ -85,7 +105,11 @@ pub fn read_response_from(stream: &mut TcpStream, pending: &mut Vec<u8>, head_re
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-    let length = if head_request || status < 200 || status == 204 { 0 } else { length };
+    let length = if head_request || status < 200 || status == 204 {
+        0
+    } else {
+        length
+    };
     while pending.len() < length {
         let mut chunk = [0u8; 65536];
         let n = stream.read(&mut chunk).expect("read body");
@@ -93,7 +117,11 @@ pub fn read_response_from(stream: &mut TcpStream, pending: &mut Vec<u8>, head_re
         pending.extend_from_slice(&chunk[..n]);
     }
     let body = pending.drain(..length).collect();
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
@@ -108,7 +136,10 @@ pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
-    raw_request(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+    raw_request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
@@ -128,7 +159,11 @@ pub fn trigger(addr: SocketAddr, message: &str) -> u64 {
     json::write_string(&mut body, message);
     let response = post_json(addr, "/trigger-event", &format!("{{\"message\":{body}}}"));
     assert_eq!(response.status, 200, "{}", response.text());
-    response.json().get("id").and_then(Json::as_f64).expect("id") as u64
+    response
+        .json()
+        .get("id")
+        .and_then(Json::as_f64)
+        .expect("id") as u64
 }
 
 pub fn stats(addr: SocketAddr) -> Json {
@@ -136,7 +171,10 @@ pub fn stats(addr: SocketAddr) -> Json {
 }
 
 pub fn stat(addr: SocketAddr, name: &str) -> u64 {
-    stats(addr).get(name).and_then(Json::as_f64).unwrap_or_else(|| panic!("no {name} in /stats")) as u64
+    stats(addr)
+        .get(name)
+        .and_then(Json::as_f64)
+        .unwrap_or_else(|| panic!("no {name} in /stats")) as u64
 }
 
 /// Polls until `check` holds, for at most `limit`. Returns whether it did.
@@ -157,7 +195,9 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn open_events(addr: SocketAddr, last_event_id: Option<&str>) -> SseConnection {
     let url = Url::parse(&format!("http://{addr}/events"), &["http"]).unwrap();
     let connection = SseConnection::connect(&url, last_event_id).expect("open /events");
-    connection.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     connection
 }
 
@@ -172,7 +212,9 @@ pub fn event_type(event: &SseEvent) -> String {
 /// Opens a WebSocket to `path` on the server.
 pub fn open_ws(addr: SocketAddr, path: &str) -> WsClient {
     let client = WsClient::connect(&format!("ws://{addr}{path}")).expect("WebSocket handshake");
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     client
 }
 
