@@ -189,20 +189,23 @@ impl Server {
                 let _ = doorman.send(stream);
                 continue;
             }
+            // Counted here, before its thread exists: counting inside the
+            // thread would let a burst of accepts overshoot the cap.
+            let counted = OpenConnection::new(&shared);
             // `spawn` can fail (no memory for a stack, a thread limit). The
             // socket waits in a slot so that, if it does, we still have it
             // and can answer 503 instead of dropping it without a word.
             let slot = Arc::new(Mutex::new(Some(stream)));
             let thread_slot = Arc::clone(&slot);
-            let thread_shared = Arc::clone(&shared);
             let spawned = thread::Builder::new()
                 .name(format!("conn-{id}"))
                 .stack_size(CONNECTION_STACK)
                 .spawn(move || {
                     let stream = thread_slot.lock().ok().and_then(|mut s| s.take());
                     if let Some(stream) = stream {
-                        handle_connection(stream, id, &thread_shared);
+                        handle_connection(stream, id, &counted.0);
                     }
+                    // `counted` is dropped here: the connection is over.
                 });
             if let Err(e) = spawned {
                 shared.log(format_args!(
@@ -216,9 +219,26 @@ impl Server {
     }
 }
 
+/// One accepted connection, counted in `open_connections` from its accept
+/// until its thread ends, or fails to start (the guard is then dropped with
+/// the closure that never ran).
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn new(shared: &Arc<Shared>) -> OpenConnection {
+        shared.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(shared))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves one TCP connection from its first request to its close.
 pub fn handle_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
-    let _open = Counted::new(&shared.open_connections);
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
