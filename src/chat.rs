@@ -56,7 +56,6 @@ pub fn serve_echo(stream: TcpStream, leftover: &[u8], shared: &Shared, _id: u64)
             Err(ended) => return ended,
         };
         if let Err(e) = sent {
-            writer.mark_closed();
             writer.shutdown();
             return Ended::Dropped(format!("a write failed: {e}"));
         }
@@ -131,12 +130,9 @@ pub fn serve_chat(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>, id: 
         };
         if let Some(problem) = reply {
             let error = json::object([("type", "error".into()), ("message", problem.into())]);
-            if writer
-                .send_message(OP_TEXT, error.to_string().as_bytes())
-                .is_err()
-            {
-                writer.mark_closed();
-                break Ended::Dropped("could not send an error reply".into());
+            if let Err(e) = writer.send_message(OP_TEXT, error.to_string().as_bytes()) {
+                writer.shutdown();
+                break Ended::Dropped(format!("could not send an error reply: {e}"));
             }
         }
     };
@@ -168,6 +164,9 @@ pub fn chat_message(text: &str, id: u64, shared: &Shared) -> Result<(), String> 
         Some(Json::String(_)) | None => return Err("message is required".into()),
         Some(other) => return Err(format!("message must be a string, not {}", other.kind())),
     };
+    // A chat message becomes a broadcast event, like a posted one, so the
+    // same limit (--max-body) bounds what one client can make everyone
+    // receive, and what the history may hold.
     if message.len() > shared.config.max_body {
         return Err(format!(
             "message is longer than {} bytes",

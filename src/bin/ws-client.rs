@@ -16,7 +16,7 @@ use realtime_by_hand::client::describe_message;
 use realtime_by_hand::client::ws::{Received, WsClient};
 use realtime_by_hand::inspect::to_hex;
 use realtime_by_hand::json;
-use realtime_by_hand::websocket::connection::Event;
+use realtime_by_hand::websocket::connection::{Event, CLOSE_NORMAL};
 use realtime_by_hand::websocket::frame::{
     self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT,
 };
@@ -164,7 +164,7 @@ fn chat(mut client: WsClient, username: &str) -> ExitCode {
         // End of input: start the close handshake; the receiving loop
         // prints the server's answer and ends.
         eprintln!("ws-client: end of input, closing with 1000");
-        let _ = sender.send_close(Some(1000), "end of input");
+        let _ = sender.send_close(Some(CLOSE_NORMAL), "end of input");
     });
     loop {
         match client.receive() {

@@ -318,6 +318,9 @@ impl MessageReader {
                     if message.utf8_checked != message.data.len() {
                         return Err(MessageError::InvalidUtf8);
                     }
+                    // Already checked piece by piece; turning bytes into a
+                    // String checks once more, a price paid to need no
+                    // `unsafe` (from_utf8_unchecked) anywhere.
                     let text =
                         String::from_utf8(message.data).map_err(|_| MessageError::InvalidUtf8)?;
                     Some(Event::Text(text))

@@ -130,8 +130,8 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameErr
         127 => 8,
         _ => 0,
     };
-    let header_len = 2 + length_bytes + if masked { 4 } else { 0 };
-    if buf.len() < header_len {
+    // The length is checked as soon as its bytes are in, before the mask.
+    if buf.len() < 2 + length_bytes {
         return Ok(None);
     }
     let payload_len = match len7 {
@@ -156,6 +156,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameErr
         }
         n => u64::from(n),
     };
+    let header_len = 2 + length_bytes + if masked { 4 } else { 0 };
+    if buf.len() < header_len {
+        return Ok(None);
+    }
     let mask = if masked {
         let at = 2 + length_bytes;
         Some([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
@@ -373,6 +377,11 @@ mod tests {
         assert_eq!(
             parse_header(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
             Err(FrameError::LengthTopBitSet)
+        );
+        // Length rules are enforced before the masking key has arrived.
+        assert_eq!(
+            parse_header(&[0x82, 0xFE, 0x00, 0x05]),
+            Err(FrameError::NonMinimalLength(5))
         );
         // 2^62 is a well-formed header; refusing it is the size limit's job.
         let (h, _) = parse(&[0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);

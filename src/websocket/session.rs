@@ -21,8 +21,9 @@ pub type Inspect = Option<(Arc<Shared>, u64)>;
 ///
 /// A frame must go out whole: if two threads wrote at once, their bytes
 /// could interleave and corrupt both frames. The mutex makes each frame one
-/// indivisible write. It also remembers whether our close frame has gone
-/// out, because after it nothing else may be sent (RFC 6455 §5.5.1).
+/// indivisible write. It also remembers when the connection may take no
+/// more frames: after our close frame (RFC 6455 §5.5.1), and after a failed
+/// write, which may have left half a frame on the wire.
 pub struct FrameWriter {
     state: Mutex<WriterState>,
     inspect: Inspect,
@@ -30,7 +31,22 @@ pub struct FrameWriter {
 
 struct WriterState {
     stream: TcpStream,
-    close_sent: bool,
+    /// `Some(why)` once nothing more may be written.
+    closed: Option<String>,
+}
+
+impl WriterState {
+    /// Writes whole frame bytes, or closes the writer for good if it fails.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(why) = &self.closed {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
+        }
+        let written = self.stream.write_all(bytes);
+        if let Err(e) = &written {
+            self.closed = Some(format!("a write failed: {e}"));
+        }
+        written
+    }
 }
 
 /// Payloads up to this size are copied behind their header and written in
@@ -39,11 +55,12 @@ const COPY_LIMIT: usize = 16 * 1024;
 
 impl FrameWriter {
     pub fn new(stream: TcpStream, inspect: Inspect) -> Arc<FrameWriter> {
+        let state = WriterState {
+            stream,
+            closed: None,
+        };
         Arc::new(FrameWriter {
-            state: Mutex::new(WriterState {
-                stream,
-                close_sent: false,
-            }),
+            state: Mutex::new(state),
             inspect,
         })
     }
@@ -62,66 +79,65 @@ impl FrameWriter {
         }
     }
 
-    /// Writes one encoded frame. Fails once our close frame has been sent.
+    /// Writes one encoded frame.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut state = self.lock();
-        if state.close_sent {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "close frame already sent",
-            ));
-        }
         self.record(frame);
-        state.stream.write_all(frame)
+        state.write(frame)
     }
 
     /// Writes `payload` as one unmasked, unfragmented message.
     pub fn send_message(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
         frame::encode_header(&mut header, true, opcode, None, payload.len() as u64);
-        let mut state = self.lock();
-        if state.close_sent {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "close frame already sent",
-            ));
-        }
         if self.inspect.is_some() {
             let preview = [&header[..], &payload[..payload.len().min(256)]].concat();
             self.record(&preview);
         }
+        let mut state = self.lock();
         if payload.len() <= COPY_LIMIT {
             header.extend_from_slice(payload);
-            state.stream.write_all(&header)
+            state.write(&header)
         } else {
-            state.stream.write_all(&header)?;
-            state.stream.write_all(payload)
+            state.write(&header)?;
+            state.write(payload)
         }
     }
 
-    /// Sends our close frame, unless one was already sent. `None` sends an
-    /// empty close payload (the answer to a close frame that had no code).
+    /// Sends our close frame, unless the writer is already closed. `None`
+    /// sends an empty close payload (the answer to a close without a code).
     pub fn send_close(&self, code: Option<u16>, reason: &str) -> io::Result<()> {
         let mut state = self.lock();
-        if state.close_sent {
+        if state.closed.is_some() {
             return Ok(());
         }
-        state.close_sent = true;
         let payload = code
             .map(|code| close_payload(code, reason))
             .unwrap_or_default();
         let frame = frame::encode_frame(OP_CLOSE, &payload);
         self.record(&frame);
-        state.stream.write_all(&frame)
+        let written = state.write(&frame);
+        if written.is_ok() {
+            state.closed = Some(match code {
+                Some(code) => format!("the server closed with {code} {reason:?}"),
+                None => "the server answered a close".to_string(),
+            });
+        }
+        written
     }
 
-    /// Nothing more may be written (the connection is gone).
-    pub fn mark_closed(&self) {
-        self.lock().close_sent = true;
+    /// Nothing more may be written; `why` is kept for the log.
+    pub fn mark_closed(&self, why: &str) {
+        self.lock().closed.get_or_insert_with(|| why.to_string());
+    }
+
+    /// Why the writer was closed, if it was.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.lock().closed.clone()
     }
 
     pub fn is_closed(&self) -> bool {
-        self.lock().close_sent
+        self.lock().closed.is_some()
     }
 
     /// Ends the TCP connection in both directions, which also wakes a
@@ -300,8 +316,12 @@ impl Session {
         }
     }
 
+    /// The connection is gone. If the writer closed it first (a write
+    /// failed, or the hub dropped a client that fell behind), that is the
+    /// real reason; what this thread saw was only the consequence.
     fn dropped(&self, why: String) -> Ended {
-        self.writer.mark_closed();
+        let why = self.writer.closed_reason().unwrap_or(why);
+        self.writer.mark_closed(&why);
         self.writer.shutdown();
         Ended::Dropped(why)
     }
