@@ -40,7 +40,7 @@ pub fn serve_echo(stream: TcpStream, leftover: &[u8], shared: &Shared, _id: u64)
     let Ok(write_half) = stream.try_clone() else {
         return Ended::Dropped("could not clone the socket".into());
     };
-    let writer = FrameWriter::new(write_half, None);
+    let writer = FrameWriter::new(write_half, shared.config.write_timeout, None);
     let mut session = Session::new(
         stream,
         leftover,
@@ -68,7 +68,7 @@ pub fn serve_chat(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>, id: 
         return Ended::Dropped("could not clone the socket".into());
     };
     let inspect = shared.inspector.enabled().then(|| (Arc::clone(shared), id));
-    let writer = FrameWriter::new(write_half, inspect.clone());
+    let writer = FrameWriter::new(write_half, shared.config.write_timeout, inspect.clone());
     let mut session = Session::new(
         stream,
         leftover,
@@ -95,7 +95,7 @@ pub fn serve_chat(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>, id: 
     let events = subscription.events;
     let thread_writer = Arc::clone(&writer);
     let writer_thread = thread::Builder::new()
-        .name(format!("conn-{id}-writer"))
+        .name(format!("conn-{id}-out"))
         .stack_size(crate::server::CONNECTION_STACK / 2)
         .spawn(move || {
             for event in events.iter() {

@@ -13,13 +13,13 @@
 //!   dropped for that listener (and counted), never waited for;
 //! - `--no-inspect` turns it off entirely.
 
-use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::http::write_all_within;
 use crate::json;
 use crate::server::Shared;
 use crate::sse;
@@ -78,10 +78,23 @@ impl Inspector {
 
     /// Reports `bytes` (a whole frame or event; only a prefix is kept).
     pub fn record(&self, direction: Direction, connection: u64, kind: Kind, bytes: &[u8]) {
+        self.record_prefix(direction, connection, kind, bytes, bytes.len());
+    }
+
+    /// Reports a frame or event of `total` bytes of which only the first
+    /// ones, `prefix`, are at hand.
+    pub fn record_prefix(
+        &self,
+        direction: Direction,
+        connection: u64,
+        kind: Kind,
+        prefix: &[u8],
+        total: usize,
+    ) {
         if !self.active() {
             return;
         }
-        let preview = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+        let preview = &prefix[..prefix.len().min(PREVIEW_BYTES)];
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -100,7 +113,7 @@ impl Inspector {
             ),
             ("conn", connection.into()),
             ("kind", if kind == Kind::Sse { "sse" } else { "ws" }.into()),
-            ("len", (bytes.len() as u64).into()),
+            ("len", (total as u64).into()),
             ("hex", to_hex(preview).into()),
         ]);
         let record = Arc::new(record.to_string());
@@ -146,7 +159,11 @@ pub fn to_hex(bytes: &[u8]) -> String {
 pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
     if !shared.inspector.enabled() {
         let answer = crate::http::Response::text(404, "The inspector is off (--no-inspect)\n");
-        let _ = stream.write_all(&answer.to_bytes(false, true));
+        let _ = write_all_within(
+            &stream,
+            &answer.to_bytes(false, true),
+            shared.config.write_timeout,
+        );
         return;
     }
     let inspector = &shared.inspector;
@@ -155,7 +172,8 @@ pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
     let mut opening = sse::STREAM_HEAD.to_vec();
     opening.extend(sse::format_retry(shared.config.retry_ms));
     opening.extend(sse::format_comment("frame inspector: one event per frame"));
-    let mut ok = stream.write_all(&opening).is_ok();
+    let timeout = shared.config.write_timeout;
+    let mut ok = write_all_within(&stream, &opening, timeout).is_ok();
     let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
     let mut last_write = Instant::now();
     let mut reported_drops = 0;
@@ -172,7 +190,7 @@ pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
                 for record in std::iter::once(first).chain(records.try_iter()) {
                     batch.extend(sse::format_event(None, None, &record));
                 }
-                ok = stream.write_all(&batch).is_ok();
+                ok = write_all_within(&stream, &batch, timeout).is_ok();
                 last_write = Instant::now();
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -180,7 +198,8 @@ pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
                     break;
                 }
                 if last_write.elapsed() >= shared.config.keepalive {
-                    ok = stream.write_all(&sse::format_comment("keep-alive")).is_ok();
+                    let comment = sse::format_comment("keep-alive");
+                    ok = write_all_within(&stream, &comment, timeout).is_ok();
                     last_write = Instant::now();
                 }
             }

@@ -186,7 +186,7 @@ impl Server {
             let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
             let open = shared.open_connections.load(Ordering::Relaxed);
             if open >= shared.config.max_connections {
-                let _ = doorman.send(stream);
+                let _ = doorman.send((stream, Refusal::AtLimit));
                 continue;
             }
             // Counted here, before its thread exists: counting inside the
@@ -212,7 +212,7 @@ impl Server {
                     "client {id}: could not start a thread ({e}): answering 503"
                 ));
                 if let Some(stream) = slot.lock().ok().and_then(|mut s| s.take()) {
-                    let _ = doorman.send(stream);
+                    let _ = doorman.send((stream, Refusal::NoThread));
                 }
             }
         }
@@ -274,16 +274,35 @@ fn serve_requests(mut conn: Connection, id: u64, shared: &Arc<Shared>) -> &'stat
             Ok(head) => head,
             Err(ReadError::Http(error)) => {
                 shared.log(format_args!("client {id}: {error}"));
-                let _ = conn
-                    .stream
-                    .write_all(&error.to_response().to_bytes(false, true));
+                refuse(&mut conn, &error.to_response(), shared);
                 return "http";
             }
             Err(ReadError::Closed | ReadError::Io(_)) => return "http",
         };
         idle = config.idle_timeout;
+        // Rules for every request, whatever its route: exactly one Host,
+        // and a body whose end can be found.
+        let body_length = match http::check_head(&head).and_then(|()| http::body_length(&head)) {
+            Ok(length) => length,
+            Err(error) => {
+                shared.log(format_args!("client {id}: {error}"));
+                refuse(&mut conn, &error.to_response(), shared);
+                return "http";
+            }
+        };
+        let route = route(&head);
+        // A body sent with a request that takes none must still be read:
+        // left on the connection, it would be parsed as the next request.
+        if body_length > 0 && !matches!(route, Route::Trigger) {
+            if let Err(error) = skip_body(&mut conn, &head, body_length, shared) {
+                if let ReadError::Http(error) = error {
+                    refuse(&mut conn, &error.to_response(), shared);
+                }
+                return "http";
+            }
+        }
         let keep_alive = head.keep_alive();
-        let response = match route(&head) {
+        let response = match route {
             Route::Events => {
                 sse::serve_stream(conn.stream, &head, shared, id);
                 return "sse";
@@ -296,28 +315,72 @@ fn serve_requests(mut conn: Connection, id: u64, shared: &Arc<Shared>) -> &'stat
                 crate::inspect::serve_stream(conn.stream, shared, id);
                 return "inspect";
             }
-            Route::Trigger => match trigger_event(&mut conn, &head, shared) {
+            Route::Trigger => match trigger_event(&mut conn, &head, body_length, shared) {
                 Ok(response) => response,
                 Err(ReadError::Http(error)) => {
-                    // The body may be unread: the connection cannot be reused.
-                    let response = trigger_error(&error);
-                    let _ = conn.stream.write_all(&response.to_bytes(false, true));
+                    // Answered in JSON like the route's other answers; the
+                    // body may be unread, so the connection ends here.
+                    refuse(
+                        &mut conn,
+                        &json_error(error.status(), &error.to_string()),
+                        shared,
+                    );
                     return "http";
                 }
                 Err(_) => return "http",
             },
             Route::Respond(build) => build(&head, shared),
         };
-        let head_only = head.method == "HEAD";
-        if conn
-            .stream
-            .write_all(&response.to_bytes(head_only, !keep_alive))
-            .is_err()
+        let bytes = response.to_bytes(head.method == "HEAD", !keep_alive);
+        if http::write_all_within(&conn.stream, &bytes, config.write_timeout).is_err()
             || !keep_alive
         {
             return "http";
         }
     }
+}
+
+/// Sends a last response and ends the connection without losing it.
+///
+/// The request may not have been read to its end (a body over the limit, a
+/// head that broke a rule). Closing a socket with unread bytes makes the
+/// kernel answer with a reset, which can destroy the response before the
+/// client reads it. So: write, half-close (the client sees the end of the
+/// response), then read and discard for a moment before closing.
+fn refuse(conn: &mut Connection, response: &Response, shared: &Shared) {
+    let bytes = response.to_bytes(false, true);
+    if http::write_all_within(&conn.stream, &bytes, shared.config.write_timeout).is_ok() {
+        conn.linger(LINGER, LINGER_BYTES);
+    }
+}
+
+/// How long, and for how many bytes, [`refuse`] waits for a client to stop
+/// sending before closing.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Reads and drops the body of a request that takes none.
+fn skip_body(
+    conn: &mut Connection,
+    head: &RequestHead,
+    length: usize,
+    shared: &Shared,
+) -> Result<(), ReadError> {
+    if length > shared.config.max_body {
+        return Err(HttpError::BodyTooLarge {
+            limit: shared.config.max_body,
+        }
+        .into());
+    }
+    if head.has_token("expect", "100-continue") {
+        let _ = http::write_all_within(
+            &conn.stream,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            shared.config.write_timeout,
+        );
+    }
+    conn.read_body(length, Instant::now() + shared.config.head_timeout)
+        .map(drop)
 }
 
 /// What a request is for.
@@ -410,6 +473,7 @@ fn cors_preflight() -> Response {
 fn trigger_event(
     conn: &mut Connection,
     head: &RequestHead,
+    length: usize,
     shared: &Shared,
 ) -> Result<Response, ReadError> {
     if let Some(content_type) = head.header("content-type") {
@@ -421,7 +485,6 @@ fn trigger_event(
             .into());
         }
     }
-    let length = http::body_length(head)?;
     if length > shared.config.max_body {
         return Err(HttpError::BodyTooLarge {
             limit: shared.config.max_body,
@@ -430,8 +493,8 @@ fn trigger_event(
     }
     // curl (and others) ask before sending a large body; say yes.
     if head.has_token("expect", "100-continue") {
-        conn.stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
+        http::write_all_within(&conn.stream, go_on, shared.config.write_timeout)
             .map_err(ReadError::Io)?;
     }
     let body = conn.read_body(length, Instant::now() + shared.config.head_timeout)?;
@@ -445,6 +508,13 @@ fn trigger_event(
     };
     let event_type = match request.get("type") {
         None => "notification".to_string(),
+        // These types describe one connection; a broadcast must not pose as them.
+        Some(Json::String(t)) if RESERVED_TYPES.contains(&t.as_str()) => {
+            return Ok(json_error(
+                400,
+                &format!("type {t:?} is reserved for the server"),
+            ));
+        }
         Some(Json::String(t)) if !t.is_empty() => t.clone(),
         Some(_) => return Ok(json_error(400, "type must be a non-empty string")),
     };
@@ -480,13 +550,11 @@ fn trigger_event(
     ))
 }
 
+/// Event types the server sends to one connection only.
+const RESERVED_TYPES: [&str; 3] = ["welcome", "initial_data", "reset"];
+
 fn json_error(status: u16, message: &str) -> Response {
     Response::json(status, &json::object([("error", message.into())]))
-}
-
-/// Errors on `/trigger-event` are answered in JSON, like its other answers.
-fn trigger_error(error: &HttpError) -> Response {
-    json_error(error.status(), &error.to_string())
 }
 
 /// The `periodic_update` event, every `--tick-secs`.
@@ -514,6 +582,15 @@ fn start_ticker(shared: &Arc<Shared>) {
         });
 }
 
+/// Why the doorman is turning a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `--max-connections` are open already.
+    AtLimit,
+    /// The operating system would not start another thread.
+    NoThread,
+}
+
 /// The doorman answers connections the server cannot take with a polite
 /// `503 Service Unavailable` and `Retry-After`, on one thread for all of them.
 ///
@@ -521,26 +598,26 @@ fn start_ticker(shared: &Arc<Shared>) {
 /// kernel send a reset, which can destroy the 503 before the client reads
 /// it. So the doorman writes the answer, half-closes its side, and keeps
 /// reading (and discarding) until the client closes or two seconds pass.
-fn start_doorman(shared: Arc<Shared>) -> Sender<TcpStream> {
-    let (sender, receiver) = channel::<TcpStream>();
+fn start_doorman(shared: Arc<Shared>) -> Sender<(TcpStream, Refusal)> {
+    let (sender, receiver) = channel();
     let _ = thread::Builder::new()
         .name("doorman".into())
         .spawn(move || doorman(receiver, &shared));
     sender
 }
 
-fn doorman(receiver: Receiver<TcpStream>, shared: &Shared) {
+fn doorman(receiver: Receiver<(TcpStream, Refusal)>, shared: &Shared) {
     const LINGER: Duration = Duration::from_secs(2);
     const MAX_LINGERING: usize = 1024;
-    let answer = Response::text(
-        503,
-        &format!(
-            "The server is at its limit of {} connections; retry in a moment\n",
-            shared.config.max_connections
-        ),
-    )
-    .header("Retry-After", "1")
-    .to_bytes(false, true);
+    let limit = shared.config.max_connections;
+    let answer = |why: &str| {
+        let body = format!("The server cannot take this connection ({why}); retry in a moment\n");
+        Response::text(503, &body)
+            .header("Retry-After", "1")
+            .to_bytes(false, true)
+    };
+    let at_limit = answer(&format!("it is at its limit of {limit} connections"));
+    let no_thread = answer("it could not start a thread for it");
     let mut lingering: Vec<(TcpStream, Instant)> = Vec::new();
     let mut scratch = [0u8; 4096];
     loop {
@@ -550,12 +627,19 @@ fn doorman(receiver: Receiver<TcpStream>, shared: &Shared) {
             receiver.recv_timeout(Duration::from_millis(20))
         };
         match next {
-            Ok(stream) => {
-                shared.log(format_args!(
-                    "refused a connection: at the limit of {}",
-                    shared.config.max_connections
-                ));
-                if stream.set_nonblocking(true).is_ok() && (&stream).write_all(&answer).is_ok() {
+            Ok((stream, why)) => {
+                let answer = match why {
+                    Refusal::AtLimit => {
+                        shared.log(format_args!(
+                            "refused a connection: at the limit of {limit}"
+                        ));
+                        &at_limit
+                    }
+                    Refusal::NoThread => &no_thread,
+                };
+                // Non-blocking: the doorman must never wait on one client.
+                // A fresh socket's send buffer always has room for this.
+                if stream.set_nonblocking(true).is_ok() && (&stream).write_all(answer).is_ok() {
                     let _ = stream.shutdown(Shutdown::Write);
                     if lingering.len() == MAX_LINGERING {
                         lingering.remove(0);

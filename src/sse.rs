@@ -16,14 +16,14 @@
 //! here are pure; [`serve_stream`] is the only code that touches a socket.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::http::RequestHead;
+use crate::http::{write_all_within, RequestHead};
 use crate::hub::{Event, Resume};
 use crate::inspect::{Direction, Kind};
 use crate::json;
@@ -212,11 +212,12 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
             .record(Direction::Out, id, Kind::Sse, block);
         out.extend_from_slice(block);
     }
-    if let Err(e) = stream.write_all(&out) {
+    let timeout = shared.config.write_timeout;
+    if let Err(e) = write_all_within(&stream, &out, timeout) {
         return finish(shared, id, started, End::WriteFailed(e));
     }
     for chunk in subscription.replay.chunks(64) {
-        if let Err(e) = write_events(&mut stream, chunk.iter().cloned(), shared, id) {
+        if let Err(e) = write_events(&stream, chunk.iter().cloned(), shared, id) {
             return finish(shared, id, started, End::WriteFailed(e));
         }
     }
@@ -242,7 +243,7 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
             Ok(first) => {
                 // Take whatever else is already queued, and send it all at once.
                 let queued = std::iter::once(first).chain(subscription.events.try_iter());
-                if let Err(e) = write_events(&mut stream, queued, shared, id) {
+                if let Err(e) = write_events(&stream, queued, shared, id) {
                     break End::WriteFailed(e);
                 }
                 last_write = Instant::now();
@@ -256,7 +257,7 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
                     shared
                         .inspector
                         .record(Direction::Out, id, Kind::Sse, &comment);
-                    if let Err(e) = stream.write_all(&comment) {
+                    if let Err(e) = write_all_within(&stream, &comment, timeout) {
                         break End::WriteFailed(e);
                     }
                     last_write = Instant::now();
@@ -272,28 +273,29 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
 
 /// Writes events, gathered into batches of up to [`BATCH_BYTES`].
 fn write_events(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     events: impl Iterator<Item = Arc<Event>>,
     shared: &Shared,
     id: u64,
 ) -> io::Result<()> {
+    let timeout = shared.config.write_timeout;
     let mut batch: Vec<u8> = Vec::new();
     for event in events {
         shared
             .inspector
             .record(Direction::Out, id, Kind::Sse, &event.sse_bytes);
         if batch.is_empty() && event.sse_bytes.len() >= BATCH_BYTES {
-            stream.write_all(&event.sse_bytes)?;
+            write_all_within(stream, &event.sse_bytes, timeout)?;
             continue;
         }
         batch.extend_from_slice(&event.sse_bytes);
         if batch.len() >= BATCH_BYTES {
-            stream.write_all(&batch)?;
+            write_all_within(stream, &batch, timeout)?;
             batch.clear();
         }
     }
     if !batch.is_empty() {
-        stream.write_all(&batch)?;
+        write_all_within(stream, &batch, timeout)?;
     }
     Ok(())
 }

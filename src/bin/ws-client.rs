@@ -206,12 +206,15 @@ fn misbehave_once(client: &mut WsClient, kind: &str) -> ExitCode {
     }
     loop {
         match client.next_event() {
-            Ok(Event::Close(Some(frame))) => {
-                println!("server answered: close {} {:?}", frame.code, frame.reason);
-                return ExitCode::SUCCESS;
-            }
-            Ok(Event::Close(None)) => {
-                println!("server answered: close without a code");
+            Ok(Event::Close(frame)) => {
+                match &frame {
+                    Some(frame) => {
+                        println!("server answered: close {} {:?}", frame.code, frame.reason)
+                    }
+                    None => println!("server answered: close without a code"),
+                }
+                // Finish the close handshake politely: echo the code back.
+                let _ = client.sender().send_close(frame.map(|f| f.code), "");
                 return ExitCode::SUCCESS;
             }
             Ok(other) => println!("server sent: {other:?}"),

@@ -21,8 +21,12 @@ pub enum ClientError {
     /// The URL is not `http://host[:port]/path` (or `ws://` for WebSocket).
     BadUrl(String),
     Io(io::Error),
-    /// The server answered something other than what the protocol needs.
+    /// The server answered something other than what the protocol needs;
+    /// trying again later may help.
     Refused(String),
+    /// The server answered in a way that means "do not come back": an SSE
+    /// client gives up instead of reconnecting (what `EventSource` does).
+    Rejected(String),
     /// The connection ended.
     Closed,
 }
@@ -32,7 +36,7 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::BadUrl(why) => write!(f, "bad URL: {why}"),
             ClientError::Io(e) => write!(f, "{e}"),
-            ClientError::Refused(why) => write!(f, "{why}"),
+            ClientError::Refused(why) | ClientError::Rejected(why) => write!(f, "{why}"),
             ClientError::Closed => write!(f, "the connection closed"),
         }
     }
@@ -212,7 +216,20 @@ pub fn read_response_head(stream: &mut TcpStream) -> Result<(ResponseHead, Vec<u
     let mut chunk = [0u8; 4096];
     let mut scanned: usize = 0;
     let end = loop {
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ClientError::Refused(
+                    "the server did not answer in time".into(),
+                ));
+            }
+            Err(e) => return Err(ClientError::Io(e)),
+        };
         if n == 0 {
             return Err(ClientError::Refused(
                 "the server closed the connection before answering".into(),

@@ -241,23 +241,34 @@ impl SseConnection {
         request.push_str("\r\n");
         stream.write_all(request.as_bytes())?;
         let (head, body_start) = read_response_head(&mut stream)?;
-        if head.status == 204 {
-            return Err(ClientError::Refused(
-                "the server answered 204: it asks us not to reconnect".into(),
-            ));
-        }
-        if head.status != 200 {
-            return Err(ClientError::Refused(format!(
-                "the server answered {} {}",
-                head.status, head.reason
-            )));
+        // Like `EventSource`: 200 with text/event-stream is a stream; 204
+        // means "stop"; any other answer fails for good, except 503, which
+        // says to come back later.
+        match head.status {
+            200 => {}
+            204 => {
+                return Err(ClientError::Rejected(
+                    "the server answered 204 No Content: it asks us not to reconnect".into(),
+                ))
+            }
+            503 => {
+                return Err(ClientError::Refused(
+                    "the server is busy (503); will retry".into(),
+                ))
+            }
+            status => {
+                return Err(ClientError::Rejected(format!(
+                    "the server answered {status} {}",
+                    head.reason
+                )))
+            }
         }
         let content_type = head.header("content-type").unwrap_or("");
         if !content_type
             .to_ascii_lowercase()
             .starts_with("text/event-stream")
         {
-            return Err(ClientError::Refused(format!(
+            return Err(ClientError::Rejected(format!(
                 "not an event stream: Content-Type {content_type:?}"
             )));
         }
@@ -337,8 +348,9 @@ impl SseConnection {
 pub struct Backoff {
     pub base: Duration,
     pub max_attempts: u32,
-    /// Scale each delay by a random factor in [0.5, 1]: if a server drops a
-    /// thousand clients at once, they come back spread out, not together.
+    /// Stretch each delay by a random factor in [1, 1.5): if a server drops
+    /// a thousand clients at once, they come back spread out, not together,
+    /// and none sooner than the server's `retry:` asked.
     pub jitter: bool,
 }
 
@@ -359,7 +371,7 @@ impl Backoff {
             .base
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         if self.jitter {
-            exponential.mul_f64(0.5 + 0.5 * random::random_f64())
+            exponential.mul_f64(1.0 + 0.5 * random::random_f64())
         } else {
             exponential
         }
@@ -408,6 +420,11 @@ impl ReconnectingClient {
                 }
                 Err(e) => {
                     (self.on_notice)(&format!("stream ended: {e}"));
+                    // An `id:` may have arrived after the last event we
+                    // returned (with no data, say): resume from it.
+                    if !connection.last_event_id().is_empty() {
+                        self.last_event_id = Some(connection.last_event_id().to_string());
+                    }
                     self.retry_hint = connection.retry().or(self.retry_hint);
                     self.connection = None;
                 }
@@ -452,6 +469,7 @@ impl ReconnectingClient {
                     self.connection = Some(connection);
                     return Ok(());
                 }
+                Err(e @ ClientError::Rejected(_)) => return Err(e),
                 Err(e) => {
                     (self.on_notice)(&format!("connection failed: {e}"));
                     attempt += 1;
@@ -615,7 +633,10 @@ mod tests {
         let j = Backoff { jitter: true, ..b };
         for _ in 0..100 {
             let d = j.delay(3);
-            assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4));
+            assert!(
+                d >= Duration::from_secs(4) && d < Duration::from_secs(6),
+                "{d:?}"
+            );
         }
     }
 }

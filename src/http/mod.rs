@@ -9,7 +9,7 @@ pub use head::{body_length, check_head, HeadLimits, HeadParser, RequestHead, Ver
 pub use response::{reason_phrase, Response};
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,23 @@ impl Connection {
         Ok(body)
     }
 
+    /// Half-closes the connection after a final response, then reads and
+    /// discards what the client still sends, for at most `time` and `bytes`,
+    /// so that closing does not reset the connection under the response
+    /// (see `server::refuse`).
+    pub fn linger(&mut self, time: Duration, bytes: usize) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + time;
+        let mut discarded = 0;
+        while discarded < bytes {
+            self.start = self.end; // everything buffered is discarded too
+            match self.fill(deadline) {
+                Ok(()) => discarded += self.end,
+                Err(_) => break,
+            }
+        }
+    }
+
     /// Hands over the socket and any bytes already read past the request
     /// head, for a protocol that takes the connection over (WebSocket).
     pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
@@ -226,4 +243,43 @@ impl Connection {
             Err(e) => Err(ReadError::Io(e)),
         }
     }
+}
+
+/// Writes all of `bytes` within `timeout` in total, or fails.
+///
+/// A socket's write timeout (set once per connection, to the same
+/// `timeout`) bounds a single `write` call, and a call that makes any
+/// progress at all starts a fresh wait. A client that reads a few bytes now
+/// and then could stretch one `write_all` without end. So, like a request
+/// head's read deadline, a write gets a deadline: after a partial write,
+/// the next call may only wait for what is left of it. In the usual case,
+/// one call writes everything and nothing extra is done.
+pub fn write_all_within(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut rest = bytes;
+    let mut shortened = false;
+    let result = loop {
+        match (&*stream).write(rest) {
+            Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+        if rest.is_empty() {
+            break Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client is not reading",
+            ));
+        }
+        stream.set_write_timeout(Some(left))?;
+        shortened = true;
+    };
+    if shortened {
+        stream.set_write_timeout(Some(timeout))?;
+    }
+    result
 }

@@ -8,18 +8,17 @@ pub mod frame;
 pub mod handshake;
 pub mod session;
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::chat;
-use crate::http::{Connection, RequestHead};
+use crate::http::{write_all_within, Connection, RequestHead};
 use crate::server::{Counted, Endpoint, Shared};
 
 /// Answers an upgrade request and, if it is valid, runs the endpoint on
 /// the connection until it closes.
 pub fn serve(
-    mut conn: Connection,
+    conn: Connection,
     head: &RequestHead,
     shared: &Arc<Shared>,
     id: u64,
@@ -29,13 +28,13 @@ pub fn serve(
         Ok(key) => key,
         Err(error) => {
             shared.log(format_args!("client {id}: {error}"));
-            let _ = conn
-                .stream
-                .write_all(&error.to_response().to_bytes(false, true));
+            let answer = error.to_response().to_bytes(false, true);
+            let _ = write_all_within(&conn.stream, &answer, shared.config.write_timeout);
             return;
         }
     };
-    if conn.stream.write_all(&handshake::response(key)).is_err() {
+    let answer = handshake::response(key);
+    if write_all_within(&conn.stream, &answer, shared.config.write_timeout).is_err() {
         return;
     }
     // From here on the connection speaks WebSocket frames, not HTTP.

@@ -2,7 +2,7 @@
 //! [`MessageReader`], answers to pings, liveness checks, the close
 //! handshake, and a writer that two threads can share.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,7 +11,8 @@ use super::connection::{
     close_payload, Event, MessageError, MessageReader, Role, CLOSE_GOING_AWAY,
 };
 use super::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
-use crate::inspect::{Direction, Kind};
+use crate::http::write_all_within;
+use crate::inspect::{Direction, Kind, PREVIEW_BYTES};
 use crate::server::Shared;
 
 /// Where to report frames for the inspector: the server and a connection id.
@@ -31,6 +32,8 @@ pub struct FrameWriter {
 
 struct WriterState {
     stream: TcpStream,
+    /// The most one frame may take to write (`--write-timeout-secs`).
+    timeout: Duration,
     /// `Some(why)` once nothing more may be written.
     closed: Option<String>,
 }
@@ -41,7 +44,7 @@ impl WriterState {
         if let Some(why) = &self.closed {
             return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
         }
-        let written = self.stream.write_all(bytes);
+        let written = write_all_within(&self.stream, bytes, self.timeout);
         if let Err(e) = &written {
             self.closed = Some(format!("a write failed: {e}"));
         }
@@ -54,9 +57,10 @@ impl WriterState {
 const COPY_LIMIT: usize = 16 * 1024;
 
 impl FrameWriter {
-    pub fn new(stream: TcpStream, inspect: Inspect) -> Arc<FrameWriter> {
+    pub fn new(stream: TcpStream, timeout: Duration, inspect: Inspect) -> Arc<FrameWriter> {
         let state = WriterState {
             stream,
+            timeout,
             closed: None,
         };
         Arc::new(FrameWriter {
@@ -71,18 +75,17 @@ impl FrameWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record(&self, bytes: &[u8]) {
+    fn record(&self, bytes: &[u8], total: usize) {
         if let Some((shared, id)) = &self.inspect {
-            shared
-                .inspector
-                .record(Direction::Out, *id, Kind::WebSocket, bytes);
+            let inspector = &shared.inspector;
+            inspector.record_prefix(Direction::Out, *id, Kind::WebSocket, bytes, total);
         }
     }
 
     /// Writes one encoded frame.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut state = self.lock();
-        self.record(frame);
+        self.record(frame, frame.len());
         state.write(frame)
     }
 
@@ -91,8 +94,8 @@ impl FrameWriter {
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
         frame::encode_header(&mut header, true, opcode, None, payload.len() as u64);
         if self.inspect.is_some() {
-            let preview = [&header[..], &payload[..payload.len().min(256)]].concat();
-            self.record(&preview);
+            let preview = [&header[..], &payload[..payload.len().min(PREVIEW_BYTES)]].concat();
+            self.record(&preview, header.len() + payload.len());
         }
         let mut state = self.lock();
         if payload.len() <= COPY_LIMIT {
@@ -115,7 +118,7 @@ impl FrameWriter {
             .map(|code| close_payload(code, reason))
             .unwrap_or_default();
         let frame = frame::encode_frame(OP_CLOSE, &payload);
-        self.record(&frame);
+        self.record(&frame, frame.len());
         let written = state.write(&frame);
         if written.is_ok() {
             state.closed = Some(match code {
@@ -214,8 +217,7 @@ impl Session {
     ) -> Session {
         let mut buf = vec![0u8; READ_CHUNK.max(leftover.len())].into_boxed_slice();
         buf[..leftover.len()].copy_from_slice(leftover);
-        let mut reader = MessageReader::new(Role::Server, max_message);
-        reader.keep_frames = inspect.is_some();
+        let reader = MessageReader::new(Role::Server, max_message);
         Session {
             stream,
             buf,
@@ -235,6 +237,12 @@ impl Session {
         let mut ping_sent = false;
         loop {
             while self.start < self.end {
+                // Copying frames for the inspector costs something: only
+                // while somebody is watching.
+                self.reader.keep_frames = self
+                    .inspect
+                    .as_ref()
+                    .is_some_and(|(s, _)| s.inspector.active());
                 let result = self.reader.receive(&self.buf[self.start..self.end]);
                 self.report_frames();
                 let (used, event) = match result {
@@ -308,10 +316,9 @@ impl Session {
 
     fn report_frames(&mut self) {
         if let Some((shared, id)) = &self.inspect {
-            for (wire, _total) in self.reader.take_seen_frames() {
-                shared
-                    .inspector
-                    .record(Direction::In, *id, Kind::WebSocket, &wire);
+            for (wire, total) in self.reader.take_seen_frames() {
+                let inspector = &shared.inspector;
+                inspector.record_prefix(Direction::In, *id, Kind::WebSocket, &wire, total as usize);
             }
         }
     }

@@ -54,6 +54,11 @@ if [ -z "$port" ]; then echo "autobahn: the server did not start:" >&2; cat "$wo
 echo "autobahn: server pid $server_pid on port $port"
 
 # 4. The run. The spec is the committed one, with the port filled in.
+# Only ever delete a directory that holds an earlier report.
+if [ -e "$report_dir" ] && [ ! -f "$report_dir/index.json" ] && [ -n "$(ls -A "$report_dir")" ]; then
+  echo "autobahn: $report_dir exists and is not an Autobahn report; choose another REPORT_DIR" >&2
+  exit 1
+fi
 rm -rf "$report_dir"
 mkdir -p "$report_dir"
 sed -e "s/PORT/$port/" -e "s#\"./reports\"#\"$report_dir\"#" "$here/fuzzingclient.json" >"$work/spec.json"
