@@ -1,0 +1,294 @@
+// decode.js — turning the inspector's raw bytes into labelled parts.
+//
+// The server's /inspect stream sends one record per SSE event or WebSocket
+// frame it wrote or read (see src/inspect.rs). A record carries the first
+// 256 bytes of that event or frame as hex. This module turns those bytes
+// into a list of "parts", each with a label, its bytes as hex, and what the
+// bytes mean, so the page can show the wire format piece by piece.
+//
+// Nothing here touches the page or the network: every function takes
+// bytes or a string and returns plain values. The browser test imports this
+// file directly in Node and checks it against RFC 6455's own examples.
+
+// ---------------------------------------------------------------------
+// Bytes and hex
+// ---------------------------------------------------------------------
+
+/** "48656c6c6f" -> Uint8Array [0x48, 0x65, 0x6c, 0x6c, 0x6f] */
+export function hexToBytes(hex) {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) {
+    bytes[i] = parseInt(hex.substr(i * 2, 2), 16);
+  }
+  return bytes;
+}
+
+/** Uint8Array -> "48 65 6c 6c 6f" (spaced, so a reader can count bytes). */
+export function bytesToHex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+/** One byte as eight binary digits: 0x81 -> "10000001". */
+export function bits(byte) {
+  return byte.toString(2).padStart(8, "0");
+}
+
+// `fatal: false`: a record may end in the middle of a multi-byte character
+// (it keeps only the first 256 bytes), and masked bytes are not text at all.
+// Bad sequences become U+FFFD instead of throwing.
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** Bytes as UTF-8 text, for showing. */
+export function bytesToText(bytes) {
+  return utf8.decode(bytes);
+}
+
+/** Bytes as printable ASCII, anything else as "·": for bytes that are not
+ *  text yet (a masked payload looks like noise, and that is the point). */
+export function bytesToAscii(bytes) {
+  return Array.from(bytes, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "·")).join("");
+}
+
+// ---------------------------------------------------------------------
+// Server-Sent Events
+// ---------------------------------------------------------------------
+//
+// An event stream is lines of UTF-8 text. Each line is one field
+// ("id: 7", "event: alert", "data: {...}", "retry: 3000"), a comment
+// (": keep-alive"), or empty: an empty line ends the event and makes the
+// browser dispatch it (HTML standard, "Server-sent events", parsing an
+// event stream). The server writes "\n" line ends only (src/sse.rs,
+// format_event), so that is what we split on.
+
+/** What each kind of line does, in the words the page shows. */
+const SSE_FIELDS = {
+  retry: "retry: how many milliseconds the browser waits before reconnecting",
+  id: "id: the browser remembers it and sends it back as Last-Event-ID when it reconnects",
+  event: "event: the event's type (without it the type is \"message\")",
+  data: "data: the payload; several data: lines are joined with \"\\n\"",
+};
+
+/**
+ * Splits one SSE record into its lines.
+ * Returns { parts, dataText, complete } where
+ *   parts: [{ label, kind, hex, text, note }] one per line,
+ *   dataText: the data: lines joined as the browser would join them,
+ *   complete: false when the record was cut at 256 bytes.
+ */
+export function decodeSse(bytes, totalLength) {
+  const parts = [];
+  const dataLines = [];
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    // A line ends at "\n"; whatever follows the last "\n" is a line the
+    // record cut off (only when the event was longer than 256 bytes).
+    if (i < bytes.length && bytes[i] !== 0x0a) continue;
+    const withEnd = bytes.subarray(start, Math.min(i + 1, bytes.length));
+    const line = bytes.subarray(start, i);
+    const text = bytesToText(line);
+    start = i + 1;
+    if (i === bytes.length && line.length === 0) break; // nothing after the last "\n"
+    const cut = i === bytes.length; // this line has no "\n": the record ends mid-line
+    parts.push(describeSseLine(text, withEnd, cut));
+    if (text.startsWith("data:")) dataLines.push(fieldValue(text));
+  }
+  const complete = totalLength === undefined || totalLength <= bytes.length;
+  if (!complete) {
+    parts.push({
+      label: "not shown",
+      kind: "more",
+      hex: "",
+      text: "",
+      note: `${totalLength - bytes.length} more bytes (a record keeps the first ${bytes.length})`,
+    });
+  }
+  return { parts, dataText: dataLines.join("\n"), complete };
+}
+
+/** The value of a field line: after the colon, minus one leading space. */
+function fieldValue(line) {
+  const colon = line.indexOf(":");
+  let value = line.slice(colon + 1);
+  if (value.startsWith(" ")) value = value.slice(1);
+  return value;
+}
+
+function describeSseLine(text, withEnd, cut) {
+  const hex = bytesToHex(withEnd);
+  if (text === "" && !cut) {
+    return { label: "blank line", kind: "blank", hex, text: "\\n", note: "ends the event: the browser dispatches it now" };
+  }
+  const shown = text + (cut ? "…" : "\\n");
+  if (text.startsWith(":")) {
+    return { label: ":", kind: "comment", hex, text: shown, note: "a comment: the browser ignores it (keeps the connection busy)" };
+  }
+  const colon = text.indexOf(":");
+  const field = colon === -1 ? text : text.slice(0, colon);
+  const note = SSE_FIELDS[field] || "a field the browser does not know: ignored";
+  return { label: `${field}:`, kind: SSE_FIELDS[field] ? field : "unknown", hex, text: shown, note };
+}
+
+// ---------------------------------------------------------------------
+// WebSocket frames (RFC 6455 §5.2)
+// ---------------------------------------------------------------------
+//
+//   byte 0:  FIN (1 bit) RSV1 RSV2 RSV3 (1 bit each) opcode (4 bits)
+//   byte 1:  MASK (1 bit) payload length (7 bits)
+//            126 -> the real length follows in 2 bytes (16-bit form)
+//            127 -> the real length follows in 8 bytes (64-bit form)
+//   then:    masking key, 4 bytes, only if MASK is 1 (client-to-server)
+//   then:    the payload, XORed with the key if MASK is 1
+
+export const OPCODES = {
+  0x0: "continuation",
+  0x1: "text",
+  0x2: "binary",
+  0x8: "close",
+  0x9: "ping",
+  0xa: "pong",
+};
+
+/** The opcode's name, or "reserved" for the ones RFC 6455 leaves unused. */
+export function opcodeName(opcode) {
+  return OPCODES[opcode] || "reserved";
+}
+
+/**
+ * Reverses the masking: RFC 6455 §5.3 says payload byte i is XORed with
+ * key[i % 4]. XOR undoes itself, so the same function masks and unmasks.
+ */
+export function unmask(payload, key) {
+  const out = new Uint8Array(payload.length);
+  for (let i = 0; i < payload.length; i++) {
+    out[i] = payload[i] ^ key[i % 4];
+  }
+  return out;
+}
+
+/**
+ * Reads a frame header and splits the (possibly cut) frame into parts.
+ * Returns { ok, fin, rsv, opcode, opcodeName, masked, payloadLength,
+ *           headerLength, lengthForm, key, payload, unmasked, text,
+ *           frameLength, parts } — or { ok: false, parts, error } when fewer
+ * bytes than a header arrived.
+ */
+export function decodeWsFrame(bytes) {
+  const parts = [];
+  if (bytes.length < 2) {
+    return { ok: false, parts, error: "fewer than 2 bytes: not even a header" };
+  }
+  const b0 = bytes[0];
+  const b1 = bytes[1];
+  const fin = b0 >> 7;
+  const rsv = (b0 >> 4) & 0b111;
+  const opcode = b0 & 0x0f;
+  const masked = b1 >> 7;
+  const len7 = b1 & 0x7f;
+
+  parts.push({
+    label: "byte 0",
+    kind: "ws-b0",
+    hex: bytesToHex(bytes.subarray(0, 1)),
+    text: `${bits(b0).slice(0, 1)} ${bits(b0).slice(1, 4)} ${bits(b0).slice(4)}`,
+    note: `FIN=${fin} (${fin ? "last frame of the message" : "more fragments follow"}), ` +
+      `RSV=${rsv.toString(2).padStart(3, "0")}, opcode=0x${opcode.toString(16)} (${opcodeName(opcode)})`,
+  });
+
+  // The length: 7 bits, or a marker saying where the real length is.
+  let offset = 2;
+  let payloadLength = len7;
+  let lengthForm = "7-bit";
+  if (len7 === 126 && bytes.length >= 4) {
+    payloadLength = (bytes[2] << 8) | bytes[3];
+    lengthForm = "16-bit";
+    offset = 4;
+  } else if (len7 === 127 && bytes.length >= 10) {
+    // 64 bits do not fit a JavaScript number exactly; BigInt does. Frames
+    // here are far below 2^53, so Number() afterwards is safe.
+    let big = 0n;
+    for (let i = 2; i < 10; i++) big = (big << 8n) | BigInt(bytes[i]);
+    payloadLength = Number(big);
+    lengthForm = "64-bit";
+    offset = 10;
+  }
+  parts.push({
+    label: "byte 1",
+    kind: "ws-b1",
+    hex: bytesToHex(bytes.subarray(1, 2)),
+    text: `${bits(b1).slice(0, 1)} ${bits(b1).slice(1)}`,
+    note: `MASK=${masked} (${masked ? "masked: client to server" : "not masked: server to client"}), ` +
+      `length=${len7}` +
+      (len7 === 126 ? " (the real length is in the next 2 bytes)" :
+        len7 === 127 ? " (the real length is in the next 8 bytes)" : " (7-bit form: the length itself)"),
+  });
+  if (offset > 2) {
+    parts.push({
+      label: `${lengthForm} length`,
+      kind: "ws-len",
+      hex: bytesToHex(bytes.subarray(2, offset)),
+      text: String(payloadLength),
+      note: `payload length in the ${lengthForm} form, big-endian`,
+    });
+  }
+
+  let key = null;
+  if (masked) {
+    key = bytes.subarray(offset, offset + 4);
+    parts.push({
+      label: "masking key",
+      kind: "ws-key",
+      hex: bytesToHex(key),
+      text: "",
+      note: "4 random bytes the browser picked for this frame",
+    });
+    offset += 4;
+  }
+  const headerLength = offset;
+  const payload = bytes.subarray(Math.min(offset, bytes.length));
+  const unmasked = key ? unmask(payload, key) : payload;
+  const frameLength = headerLength + payloadLength;
+  const missing = payloadLength - payload.length;
+
+  if (key) {
+    parts.push({
+      label: "payload (masked)",
+      kind: "ws-masked",
+      hex: bytesToHex(payload),
+      text: bytesToAscii(payload),
+      note: "as on the wire: each byte XORed with key[i % 4]",
+    });
+  }
+  const text = describePayload(opcode, unmasked);
+  parts.push({
+    label: key ? "payload (unmasked)" : "payload",
+    kind: "ws-payload",
+    hex: bytesToHex(unmasked),
+    text,
+    note: key ? "decoded here in JavaScript: XORed with the key again" : "sent as is: servers never mask",
+  });
+  if (missing > 0) {
+    parts.push({
+      label: "not shown",
+      kind: "more",
+      hex: "",
+      text: "",
+      note: `${missing} more payload bytes (a record keeps the first ${bytes.length} bytes of a frame)`,
+    });
+  }
+  return {
+    ok: true, fin, rsv, opcode, opcodeName: opcodeName(opcode), masked, payloadLength,
+    headerLength, lengthForm, key, payload, unmasked, text, frameLength, parts,
+  };
+}
+
+/** What a payload says: text for text frames, code and reason for close. */
+function describePayload(opcode, payload) {
+  if (opcode === 0x8 && payload.length >= 2) {
+    // RFC 6455 §5.5.1: a close payload starts with a 2-byte status code.
+    const code = (payload[0] << 8) | payload[1];
+    const reason = bytesToText(payload.subarray(2));
+    return `close code ${code}${reason ? `, reason "${reason}"` : ""}`;
+  }
+  if (opcode === 0x2) return bytesToAscii(payload);
+  return bytesToText(payload);
+}

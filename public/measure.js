@@ -1,0 +1,164 @@
+// measure.js — the live figures in the comparison table.
+//
+// Three things are measured while the page is open:
+//
+//   1. Bytes on the wire per message. The inspector's records give the real
+//      length of each SSE event and WebSocket frame; the JSON inside is the
+//      payload. The difference is the framing: what each protocol costs.
+//   2. Latency. For WebSocket, the round trip of a chat message: from
+//      ws.send() to our own message coming back in the broadcast. For SSE,
+//      from the POST /trigger-event to the event arriving on the
+//      EventSource. Both on this machine, so mostly the server's own time.
+//   3. The server's counts, from GET /stats every few seconds.
+//
+// performance.now() is a monotonic clock in milliseconds with fractions:
+// unlike Date.now(), it never jumps when the system clock is adjusted.
+
+/** How often GET /stats is asked. */
+export const STATS_EVERY_MS = 3000;
+
+const encoder = new TextEncoder();
+
+/** Running figures for one kind of message. */
+function series() {
+  return { count: 0, sum: 0, last: null };
+}
+
+function addSample(s, value) {
+  s.count += 1;
+  s.sum += value;
+  s.last = value;
+}
+
+const average = (s) => (s.count ? s.sum / s.count : null);
+const ms = (value) => `${value.toFixed(1)} ms`;
+
+/**
+ * cells: { sseBytes, wsBytes, sseLatency, wsLatency, sseConns, wsConns,
+ *          server } — table cells (or other elements) to write into.
+ */
+export function createMeasurements(cells) {
+  // Framing overhead in bytes, and the last (wire, payload) pair seen.
+  const bytes = {
+    sse: { overhead: series(), lastPair: null },
+    wsOut: { overhead: series(), lastPair: null },
+    wsIn: { overhead: series(), lastPair: null },
+  };
+  const sseDelivery = series();
+  const wsRoundTrip = series();
+  // Messages sent and not yet seen coming back: { message, t0 }.
+  let pendingTriggers = [];
+  let pendingChats = [];
+
+  function forgetOld(list) {
+    const cutoff = performance.now() - 30_000; // 30 s: it is not coming
+    return list.filter((p) => p.t0 > cutoff);
+  }
+
+  /** Finds and removes the oldest pending entry with this message text. */
+  function take(list, message) {
+    const index = list.findIndex((p) => p.message === message);
+    return index === -1 ? null : list.splice(index, 1)[0];
+  }
+
+  // --- latency ---------------------------------------------------------
+
+  function noteTrigger(message) {
+    pendingTriggers = forgetOld(pendingTriggers);
+    pendingTriggers.push({ message, t0: performance.now() });
+  }
+
+  function noteSseMessage(data) {
+    if (data.type !== "notification") return;
+    const sent = take(pendingTriggers, data.message);
+    if (!sent) return;
+    addSample(sseDelivery, performance.now() - sent.t0);
+    render();
+  }
+
+  function noteWsSend(message) {
+    pendingChats = forgetOld(pendingChats);
+    pendingChats.push({ message, t0: performance.now() });
+  }
+
+  function noteWsMessage(data, ownClientId) {
+    // Only our own chat coming back counts as a round trip.
+    if (data.type !== "chat" || data.clientId !== ownClientId) return;
+    const sent = take(pendingChats, data.message);
+    if (!sent) return;
+    addSample(wsRoundTrip, performance.now() - sent.t0);
+    render();
+  }
+
+  // --- bytes on the wire -------------------------------------------------
+
+  /** Called by the inspector for every record it receives. */
+  function noteRecord(record, decoded, own) {
+    if (!own) return;
+    if (record.kind === "sse") {
+      // Only whole events that carry data (not comments, not cut records).
+      if (!decoded.complete || decoded.dataText === "") return;
+      // The retry: line rides on the welcome; leave that one out so the
+      // figure is what every broadcast costs.
+      if (decoded.parts.some((p) => p.kind === "retry")) return;
+      const payload = encoder.encode(decoded.dataText).length;
+      sample(bytes.sse, record.len, payload);
+    } else if (decoded.ok && decoded.opcode === 0x1) {
+      // The frame's own header says how long it is. (For frames longer than
+      // a record's preview the server's `len` is the preview's length, so
+      // the header is the better source: see the lesson 15 notes.)
+      sample(record.dir === "in" ? bytes.wsIn : bytes.wsOut, decoded.frameLength, decoded.payloadLength);
+    }
+  }
+
+  function sample(kind, wire, payload) {
+    addSample(kind.overhead, wire - payload);
+    kind.lastPair = { wire, payload };
+    render();
+  }
+
+  function describeBytes(kind, label) {
+    if (!kind.lastPair) return `${label}: nothing measured yet`;
+    const { wire, payload } = kind.lastPair;
+    const avg = average(kind.overhead);
+    return `${label}: ${wire} B on the wire for ${payload} B of JSON (+${wire - payload} B); ` +
+      `average +${avg.toFixed(1)} B over ${kind.overhead.count}`;
+  }
+
+  function describeLatency(s, label) {
+    if (!s.count) return `${label}: nothing measured yet`;
+    return `${label}: ${ms(s.last)} (last), ${ms(average(s))} average over ${s.count}`;
+  }
+
+  function render() {
+    cells.sseBytes.textContent = describeBytes(bytes.sse, "each event");
+    cells.wsBytes.textContent = `${describeBytes(bytes.wsOut, "server → browser")}. ` +
+      `${describeBytes(bytes.wsIn, "browser → server (masked)")}.`;
+    cells.sseLatency.textContent = describeLatency(sseDelivery, "POST /trigger-event → event on the EventSource");
+    cells.wsLatency.textContent = describeLatency(wsRoundTrip, "chat sent → own broadcast back");
+  }
+
+  // --- GET /stats ----------------------------------------------------------
+
+  async function pollStats() {
+    try {
+      const response = await fetch("/stats", { cache: "no-store" });
+      const stats = await response.json();
+      cells.sseConns.textContent = `${stats.sse_connections} open SSE streams`;
+      cells.wsConns.textContent = `${stats.ws_connections} open WebSocket connections`;
+      cells.server.textContent = `${stats.events_sent} events broadcast, server up ${stats.uptime_secs} s`;
+      cells.server.dataset.state = "ok";
+    } catch {
+      cells.server.textContent = "the server does not answer GET /stats (is it running?)";
+      cells.server.dataset.state = "down";
+    }
+  }
+
+  function startStatsPolling() {
+    pollStats();
+    setInterval(pollStats, STATS_EVERY_MS);
+  }
+
+  render();
+  return { noteTrigger, noteSseMessage, noteWsSend, noteWsMessage, noteRecord, startStatsPolling };
+}

@@ -1,0 +1,418 @@
+// The browser test of the demo page: plain Node, no test framework.
+//
+// It starts the real server (target/debug/realtime-by-hand) on a free port,
+// drives Debian's Chromium through playwright-core, and checks what a person
+// would see: badges, messages in both panels, the inspector's decoded
+// frames, SSE resuming across stream ends, and both panels coming back
+// after the server restarts. Run it through run.sh, which installs
+// Chromium, playwright-core and builds the server first.
+//
+// Everything is bounded: each wait has its own timeout, and the whole run
+// has OVERALL_MS. The server(s) and the browser are killed on every exit.
+
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+import { decodeWsFrame, decodeSse, hexToBytes } from "../../public/decode.js";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, "target");
+const BIN = path.join(TARGET, "debug", "realtime-by-hand");
+const SCREENSHOTS = path.join(HERE, "screenshots");
+
+const OVERALL_MS = 120_000;
+const WAIT_MS = 10_000; // default for one wait
+// Short streams, so the resume part sees several ends; a short retry: so
+// the browser comes back within a second.
+const SERVER_ARGS = ["--max-stream-secs", "2", "--retry-ms", "1000"];
+const CHROMIUM_ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+];
+
+const started = Date.now();
+const passed = [];
+const servers = new Set();
+let context = null;
+let page = null;
+let userDataDir = null;
+let serverLog = [];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+
+function ok(what) {
+  passed.push(what);
+  console.log(`  ok  ${what}  [${elapsed()}]`);
+}
+
+function check(condition, what) {
+  if (!condition) throw new Error(`check failed: ${what}`);
+  ok(what);
+}
+
+// ---------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------
+
+/** Starts the server; resolves with { proc, url, port } once it printed its URL. */
+function startServer(port = 0, extra = SERVER_ARGS) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, ["--port", String(port), ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+    servers.add(proc);
+    let settled = false;
+    const timer = setTimeout(() => fail(new Error("the server did not print its URL within 10 s")), 10_000);
+    function fail(error) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      proc.kill("SIGKILL");
+      reject(error);
+    }
+    // Read every line, always: a full pipe would block the server's logging.
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      serverLog.push(`[${proc.pid}] ${line}`);
+      if (serverLog.length > 300) serverLog.shift();
+      const match = !settled && line.match(/http:\/\/127\.0\.0\.1:(\d+)/);
+      if (match) {
+        settled = true;
+        clearTimeout(timer);
+        resolve({ proc, url: `http://127.0.0.1:${match[1]}`, port: Number(match[1]) });
+      }
+    });
+    createInterface({ input: proc.stderr }).on("line", (line) => serverLog.push(`[${proc.pid} stderr] ${line}`));
+    proc.on("exit", (code, signal) => {
+      servers.delete(proc);
+      fail(new Error(`the server exited before it was ready (code ${code}, signal ${signal})`));
+    });
+    proc.on("error", fail);
+  });
+}
+
+async function stopServer(server) {
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => server.proc.once("exit", resolve));
+  server.proc.kill("SIGKILL");
+  await exited;
+}
+
+async function post(url, message) {
+  const response = await fetch(`${url}/trigger-event`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ message }),
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!response.ok) throw new Error(`POST /trigger-event answered ${response.status}`);
+  return response.json();
+}
+
+async function stats(url) {
+  const response = await fetch(`${url}/stats`, { signal: AbortSignal.timeout(5000) });
+  return response.json();
+}
+
+// ---------------------------------------------------------------------------
+// The page
+// ---------------------------------------------------------------------------
+
+/** Waits until an element's data-state is `state`. */
+async function waitState(selector, state, timeout = WAIT_MS) {
+  await page.waitForFunction(
+    ([sel, st]) => document.querySelector(sel)?.dataset.state === st,
+    [selector, state],
+    { timeout, polling: 50 },
+  );
+}
+
+/** Waits until a message list has an item of this type with exactly this text. */
+async function waitMessage(list, type, text, timeout = WAIT_MS) {
+  await page.waitForFunction(
+    ([l, ty, tx]) => [...document.querySelectorAll(`${l} li`)].some((li) => li.dataset.type === ty && li.dataset.text === tx),
+    [list, type, text],
+    { timeout, polling: 50 },
+  );
+}
+
+/** The ids of the notification items in the SSE list. */
+function sseNotificationIds() {
+  return page.$$eval("#sse-messages li[data-type='notification']", (items) => items.map((li) => Number(li.dataset.id)));
+}
+
+const badgeLog = (which) => page.evaluate((w) => window.__badgeLog.filter((e) => e.badge === w), which);
+
+// Installed before the page's own scripts: records every change of the
+// badges, so the test can check states that last only a moment.
+function recordBadges() {
+  window.__badgeLog = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    for (const id of ["sse-badge", "ws-badge", "inspector-badge"]) {
+      const badge = document.getElementById(id);
+      new MutationObserver(() => {
+        const last = window.__badgeLog.filter((e) => e.badge === id).at(-1);
+        if (!last || last.state !== badge.dataset.state || last.text !== badge.textContent) {
+          window.__badgeLog.push({ badge: id, state: badge.dataset.state, text: badge.textContent, at: Date.now() });
+        }
+      }).observe(badge, { attributes: true, childList: true, characterData: true, subtree: true });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------
+
+function decoderChecks() {
+  // RFC 6455 §5.7's own examples.
+  const hello = decodeWsFrame(Uint8Array.from([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]));
+  check(hello.fin === 1 && hello.opcodeName === "text" && !hello.masked && hello.text === "Hello",
+    "decode.js: RFC 6455 unmasked \"Hello\" frame");
+  const masked = decodeWsFrame(Uint8Array.from([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]));
+  check(masked.masked === 1 && masked.text === "Hello" && masked.headerLength === 6,
+    "decode.js: RFC 6455 masked \"Hello\" frame unmasks by XOR with the key");
+  const medium = decodeWsFrame(Uint8Array.from([0x82, 0x7e, 0x01, 0x00, 1, 2, 3]));
+  check(medium.lengthForm === "16-bit" && medium.payloadLength === 256 && medium.frameLength === 260,
+    "decode.js: 16-bit length form (256-byte binary frame)");
+  const big = decodeWsFrame(Uint8Array.from([0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]));
+  check(big.lengthForm === "64-bit" && big.payloadLength === 65536, "decode.js: 64-bit length form (64 KiB frame)");
+  const close = decodeWsFrame(hexToBytes("880203e8"));
+  check(close.opcodeName === "close" && close.text === "close code 1000", "decode.js: close frame with code 1000");
+  const event = decodeSse(new TextEncoder().encode("id: 7\nevent: alert\ndata: a\ndata: b\n\n"), 33);
+  check(event.parts.map((p) => p.label).join(",") === "id:,event:,data:,data:,blank line" && event.dataText === "a\nb",
+    "decode.js: SSE event split into id:, event:, data: lines and the blank line");
+}
+
+async function main() {
+  console.log("decoder (Node, no browser):");
+  decoderChecks();
+
+  console.log("page:");
+  let server = await startServer();
+  console.log(`  server at ${server.url} (pid ${server.proc.pid})`);
+
+  const executablePath = execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
+  userDataDir = mkdtempSync(path.join(tmpdir(), "realtime-by-hand-chromium-"));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
+    timeout: 30_000,
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  page = context.pages()[0] || (await context.newPage());
+  page.on("pageerror", (error) => console.log(`  page error: ${error.message}`));
+  await page.addInitScript(recordBadges);
+  await page.goto(`${server.url}/`);
+
+  // 1. Everything connects by itself.
+  await waitState("#inspector-badge", "connected");
+  await waitState("#sse-badge", "connected");
+  await waitState("#ws-badge", "connected");
+  ok("inspector, SSE and WebSocket badges say connected");
+
+  const tag = Math.random().toString(36).slice(2, 8);
+
+  // 2. Trigger an event from the page, with the keyboard (Enter submits).
+  const note = `triggered ${tag}`;
+  await page.focus("#trigger-message");
+  await page.keyboard.type(note);
+  await page.keyboard.press("Enter");
+  await waitMessage("#sse-messages", "notification", note);
+  await waitMessage("#ws-messages", "notification", note);
+  ok("a triggered event (typed, Enter) appears in the SSE panel and the WebSocket panel");
+  await page.waitForFunction(() => /^200: Event sent/.test(document.querySelector("#trigger-status").textContent));
+  ok("the server's answer to POST /trigger-event is shown");
+
+  // 3. Chat over WebSocket: it reaches both panels.
+  const chat = `hello ${tag}`;
+  await page.fill("#chat-username", "tester");
+  await page.focus("#chat-message");
+  await page.keyboard.type(chat);
+  await page.keyboard.press("Enter");
+  await waitMessage("#ws-messages", "chat", `tester: ${chat}`);
+  await waitMessage("#sse-messages", "chat", `tester: ${chat}`);
+  ok("a chat message sent over WebSocket appears in both panels");
+
+  // 4. The inspector: a masked client frame, decoded; an SSE event's id: line.
+  const ownWs = await page.evaluate(() => document.querySelector("#ws-messages li[data-type='welcome']")?.dataset.text);
+  await page.waitForFunction((text) => [...document.querySelectorAll("#records li[data-kind='ws'][data-dir='in']")].some((li) =>
+    li.querySelector(".part-ws-b1 .part-note")?.textContent.startsWith("MASK=1") &&
+    li.querySelector(".part-ws-key") &&
+    li.querySelector(".part-ws-masked") &&
+    li.querySelector(".part-ws-payload .part-text")?.textContent.includes(text)), chat);
+  ok(`inspector: an inbound WebSocket frame with MASK=1, its masking key, and the payload unmasked in JS (${ownWs})`);
+  await page.waitForFunction(() => [...document.querySelectorAll("#records li[data-kind='sse']")].some((li) =>
+    li.querySelector(".part-id .part-label")?.textContent === "id:" && li.querySelector(".part-data") && li.querySelector(".part-blank")));
+  ok("inspector: an SSE event with its labelled id:, data: lines and the blank line");
+  await page.waitForFunction(() => !/nothing/.test(document.querySelector("#m-ws-latency").textContent) &&
+    !/nothing/.test(document.querySelector("#m-sse-latency").textContent) &&
+    /\+2 B/.test(document.querySelector("#m-ws-bytes").textContent) &&
+    /\+6 B/.test(document.querySelector("#m-ws-bytes").textContent) &&
+    /B on the wire/.test(document.querySelector("#m-sse-bytes").textContent));
+  await page.waitForFunction(() => /open SSE streams/.test(document.querySelector("#m-sse-conns").textContent));
+  ok("comparison table: measured bytes (+2 B server frame, +6 B masked client frame), both latencies, /stats counts");
+
+  // 5. Disconnect both.
+  await page.click("#sse-disconnect");
+  await page.click("#ws-disconnect");
+  await waitState("#sse-badge", "disconnected");
+  await waitState("#ws-badge", "disconnected");
+  ok("Disconnect: both badges say disconnected");
+  let counts = null;
+  for (let i = 0; i < 40; i++) {
+    counts = await stats(server.url);
+    if (counts.sse_connections === 0 && counts.ws_connections === 0) break;
+    await sleep(100);
+  }
+  check(counts.sse_connections === 0 && counts.ws_connections === 0, "GET /stats counts 0 SSE and 0 WebSocket connections after that");
+
+  // 6. Resume: events posted across stream ends arrive once each.
+  await page.click("#sse-connect");
+  await page.click("#ws-connect");
+  await waitState("#sse-badge", "connected");
+  await waitState("#ws-badge", "connected");
+  ok("Connect: both badges say connected again");
+  const resumeStart = Date.now();
+  const posted = [];
+  let inGap = 0;
+  for (let i = 1; i <= 6; i++) {
+    if (i % 2 === 0) {
+      // Every other event goes out while the stream is down: the browser
+      // must fetch it with Last-Event-ID when it reconnects.
+      await waitState("#sse-badge", "reconnecting", 5000);
+    }
+    const state = await page.$eval("#sse-badge", (b) => b.dataset.state);
+    const answer = await post(server.url, `resume ${i} ${tag}`);
+    posted.push(answer.id);
+    if (state === "reconnecting") inGap += 1;
+    if (i % 2 === 1) await sleep(1200);
+  }
+  await page.waitForFunction((ids) => {
+    const seen = [...document.querySelectorAll("#sse-messages li[data-type='notification']")].map((li) => Number(li.dataset.id));
+    return ids.every((id) => seen.includes(id));
+  }, posted, { timeout: 10_000 });
+  const ids = await sseNotificationIds();
+  const once = posted.every((id) => ids.filter((x) => x === id).length === 1);
+  check(once, `resume: all 6 events (ids ${posted.join(", ")}) arrived in the SSE panel exactly once`);
+  check(inGap >= 3, `resume: ${inGap} of them were posted while the SSE stream was down (the badge said reconnecting)`);
+  const flagged = await page.$$eval("#sse-messages li.msg-flagged", (items) => items.map((li) => li.textContent));
+  check(flagged.length === 0, "resume: no event flagged as seen twice or as a gap");
+  const sseLog = (await badgeLog("sse-badge")).filter((e) => e.at >= resumeStart);
+  const reconnects = sseLog.filter((e) => e.state === "reconnecting").length;
+  check(reconnects >= 2, `resume: the SSE badge went to reconnecting ${reconnects} times while the page did nothing`);
+  const lastEventIdNotes = await page.$$eval("#sse-messages li.msg-system", (items) =>
+    items.filter((li) => /reconnected by the browser, with Last-Event-ID: \d+/.test(li.textContent)).length);
+  check(lastEventIdNotes >= 2, `resume: the panel shows the browser reconnecting with Last-Event-ID (${lastEventIdNotes} times)`);
+
+  // 7. Restart the server on the same port: both panels come back.
+  const port = server.port;
+  const resetsBefore = await page.$$eval("#sse-messages li[data-type='reset']", (items) => items.length);
+  const restartAt = Date.now();
+  await stopServer(server);
+  await page.waitForFunction(() => document.querySelector("#ws-badge").textContent === "reconnecting (attempt 1/5)", null, { timeout: 5000 });
+  await waitState("#sse-badge", "reconnecting", 5000);
+  ok("server killed: WebSocket badge says reconnecting (attempt 1/5), SSE badge says reconnecting");
+  for (let tries = 1; ; tries++) {
+    try {
+      server = await startServer(port);
+      break;
+    } catch (error) {
+      if (tries >= 10) throw error;
+      await sleep(200); // the port may not be free yet
+    }
+  }
+  console.log(`  server restarted at ${server.url} (pid ${server.proc.pid})`);
+  await waitState("#ws-badge", "connected", 20_000);
+  await waitState("#sse-badge", "connected", 10_000);
+  await page.waitForFunction((before) => document.querySelectorAll("#sse-messages li[data-type='reset']").length > before,
+    resetsBefore, { timeout: 10_000 });
+  ok("server restarted: SSE reconnected by itself and shows a reset (the old history died with the old process)");
+  const wsLog = (await badgeLog("ws-badge")).filter((e) => e.at >= restartAt);
+  const states = wsLog.map((e) => e.text);
+  check(states.includes("reconnecting (attempt 1/5)") && states.at(-1) === "connected",
+    `server restarted: WebSocket badge went ${[...new Set(states)].join(" → ")}`);
+  const again = `after restart ${tag}`;
+  await page.fill("#chat-message", again);
+  await page.click("#chat-form button[type='submit']");
+  await waitMessage("#ws-messages", "chat", `tester: ${again}`);
+  await waitMessage("#sse-messages", "chat", `tester: ${again}`);
+  ok("after the restart a chat message again reaches both panels");
+
+  // 8. Screenshots: desktop, then 360 px wide.
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await sleep(300);
+  await page.screenshot({ path: path.join(SCREENSHOTS, "demo.png"), fullPage: true });
+  await page.setViewportSize({ width: 360, height: 780 });
+  await sleep(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.screenshot({ path: path.join(SCREENSHOTS, "demo-360.png"), fullPage: true });
+  check(overflow <= 0, "at 360 px wide nothing sticks out sideways (no horizontal scrolling)");
+  ok("screenshots saved: tests/browser/screenshots/demo.png, demo-360.png");
+
+  // 9. --no-inspect: the inspector says it is off.
+  const plain = await startServer(0, ["--no-inspect"]);
+  const second = await context.newPage();
+  await second.goto(`${plain.url}/`);
+  await second.waitForFunction(() => document.querySelector("#inspector-badge").dataset.state === "off" &&
+    /--no-inspect/.test(document.querySelector("#inspector-summary").textContent));
+  await second.waitForFunction(() => document.querySelector("#sse-badge").dataset.state === "connected" &&
+    document.querySelector("#ws-badge").dataset.state === "connected");
+  ok("with --no-inspect the inspector says it is off, and both panels still connect");
+  await second.close();
+  await stopServer(plain);
+}
+
+// ---------------------------------------------------------------------------
+// Running, with cleanup on every way out
+// ---------------------------------------------------------------------------
+
+async function cleanup() {
+  if (context) {
+    const closing = context.close().catch(() => {});
+    await Promise.race([closing, sleep(5000)]);
+    context = null;
+  }
+  for (const proc of servers) proc.kill("SIGKILL");
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+}
+
+async function failed(error) {
+  console.error(`\nFAILED after ${elapsed()}: ${error && error.stack ? error.stack : error}`);
+  if (page) {
+    try {
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOTS, "failure.png"), fullPage: true, timeout: 5000 });
+      console.error("  screenshot: tests/browser/screenshots/failure.png");
+      const log = await page.evaluate(() => window.__badgeLog).catch(() => []);
+      console.error(`  badge changes: ${JSON.stringify(log.slice(-20))}`);
+    } catch {}
+  }
+  console.error("  server log (last lines):\n    " + serverLog.slice(-40).join("\n    "));
+  await cleanup();
+  console.log(`\n${passed.length} passed, 1 failed`);
+  process.exit(1);
+}
+
+const overall = setTimeout(() => failed(new Error(`the whole run took longer than ${OVERALL_MS / 1000} s`)), OVERALL_MS);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => failed(new Error(`stopped by ${signal}`)));
+}
+
+try {
+  await main();
+  clearTimeout(overall);
+  await cleanup();
+  console.log(`\nbrowser test: everything asserted above held (${elapsed()})`);
+  console.log(`${passed.length} passed, 0 failed`);
+  process.exit(0);
+} catch (error) {
+  clearTimeout(overall);
+  await failed(error);
+}
