@@ -34,24 +34,9 @@ fi
 
 # 3. The server, optimized (section 9 sends messages of up to 16 MiB).
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin realtime-by-hand
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$root/target/release/realtime-by-hand" --host 127.0.0.1 --port 0 --quiet --no-inspect --tick-secs 0 \
-  >"$work/server.log" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o -m1 '127\.0\.0\.1:[0-9]*' "$work/server.log" 2>/dev/null | cut -d: -f2 || true)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-if [ -z "$port" ]; then echo "autobahn: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; fi
-echo "autobahn: server pid $server_pid on port $port"
+# shellcheck source=../common/server.sh
+source "$root/tests/common/server.sh"
+start_server autobahn "$root/target/release/realtime-by-hand" --quiet --no-inspect --tick-secs 0
 
 # 4. The run. The spec is the committed one, with the port filled in.
 # Only ever delete a directory that holds an earlier report.

@@ -17,22 +17,9 @@ if ! "$venv/bin/python" -c 'import websockets, httpx_sse' 2>/dev/null; then
 fi
 
 cargo build --quiet --manifest-path "$root/Cargo.toml" --bin realtime-by-hand
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$root/target/debug/realtime-by-hand" --host 127.0.0.1 --port 0 --tick-secs 0 >"$work/server.log" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o -m1 '127\.0\.0\.1:[0-9]*' "$work/server.log" 2>/dev/null | cut -d: -f2 || true)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-if [ -z "$port" ]; then echo "interop: the server did not start" >&2; cat "$work/server.log" >&2; exit 1; fi
+# shellcheck source=../common/server.sh
+source "$root/tests/common/server.sh"
+start_server interop "$root/target/debug/realtime-by-hand" --tick-secs 0
 
 if ! timeout 120 "$venv/bin/python" "$here/interop.py" "$port"; then
   echo "interop: FAILED; the server's log:" >&2
