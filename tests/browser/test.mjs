@@ -240,6 +240,26 @@ async function main() {
   await waitMessage("#sse-messages", "chat", `tester: ${chat}`);
   ok("a chat message sent over WebSocket appears in both panels");
 
+  // The article's page connected to the server's root URL: a plain
+  // `new WebSocket('ws://host:port')` from the page's own script must chat too.
+  const rootChat = await page.evaluate(() => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${location.host}`);
+    const timer = setTimeout(() => reject(new Error("no answer on ws://host/")), 10000);
+    ws.onmessage = (e) => {
+      const data = JSON.parse(e.data);
+      if (data.type === "welcome") ws.send(JSON.stringify({ type: "chat", message: "from the root URL", username: "root" }));
+      if (data.type === "chat" && data.message === "from the root URL") {
+        clearTimeout(timer);
+        ws.close(1000);
+        resolve(data);
+      }
+    };
+  }));
+  check(rootChat.username === "root" && typeof rootChat.clientId === "number",
+    "new WebSocket('ws://host:port') (the root URL, as in the article) chats");
+  await waitMessage("#sse-messages", "chat", "root: from the root URL");
+  ok("that chat from the root URL appears in the SSE panel too");
+
   // 4. The inspector: a masked client frame, decoded; an SSE event's id: line.
   const ownWs = await page.evaluate(() => document.querySelector("#ws-messages li[data-type='welcome']")?.dataset.text);
   await page.waitForFunction((text) => [...document.querySelectorAll("#records li[data-kind='ws'][data-dir='in']")].some((li) =>
