@@ -159,9 +159,8 @@ export function createInspector(el, hooks) {
     } else if (record.kind === "sse" && decoded.parts.length && decoded.parts[0].kind === "comment") {
       what = "SSE comment";
     }
-    // A frame's header says how long the whole frame is. For frames longer
-    // than the 256-byte preview the server's `len` may be the preview's
-    // length instead (see lesson 15); then both are shown.
+    // The record's `len` is the whole frame; a frame's own header says the
+    // same. If they ever disagreed, the record would be suspect: show both.
     let length = `${record.len} bytes`;
     if (record.kind === "ws" && decoded.ok && decoded.frameLength !== record.len) {
       length = `${decoded.frameLength} bytes (the record's len says ${record.len})`;

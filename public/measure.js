@@ -104,9 +104,8 @@ export function createMeasurements(cells) {
       const payload = encoder.encode(decoded.dataText).length;
       sample(bytes.sse, record.len, payload);
     } else if (decoded.ok && decoded.opcode === 0x1) {
-      // The frame's own header says how long it is. (For frames longer than
-      // a record's preview the server's `len` is the preview's length, so
-      // the header is the better source: see the lesson 15 notes.)
+      // The frame's own header says how long it is (and agrees with the
+      // record's `len`, which counts the whole frame).
       sample(record.dir === "in" ? bytes.wsIn : bytes.wsOut, decoded.frameLength, decoded.payloadLength);
     }
   }

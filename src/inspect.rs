@@ -156,21 +156,13 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Serves `GET /inspect`: an SSE stream of records, one event each.
+/// (With `--no-inspect` the router answers 404 instead of calling this.)
 pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
-    if !shared.inspector.enabled() {
-        let answer = crate::http::Response::text(404, "The inspector is off (--no-inspect)\n");
-        let _ = write_all_within(
-            &stream,
-            &answer.to_bytes(false, true),
-            shared.config.write_timeout,
-        );
-        return;
-    }
     let inspector = &shared.inspector;
     let (records, dropped) = inspector.listen();
     shared.log(format_args!("client {id} is watching the frame inspector"));
+    // A comment opens the stream: the head alone may sit in a proxy's buffer.
     let mut opening = sse::STREAM_HEAD.to_vec();
-    opening.extend(sse::format_retry(shared.config.retry_ms));
     opening.extend(sse::format_comment("frame inspector: one event per frame"));
     let timeout = shared.config.write_timeout;
     let mut ok = write_all_within(&stream, &opening, timeout).is_ok();

@@ -296,6 +296,7 @@ fn serve_requests(mut conn: Connection, id: u64, shared: &Arc<Shared>) -> &'stat
         if body_length > 0 && !matches!(route, Route::Trigger) {
             if let Err(error) = skip_body(&mut conn, &head, body_length, shared) {
                 if let ReadError::Http(error) = error {
+                    shared.log(format_args!("client {id}: {error}"));
                     refuse(&mut conn, &error.to_response(), shared);
                 }
                 return "http";
@@ -310,6 +311,9 @@ fn serve_requests(mut conn: Connection, id: u64, shared: &Arc<Shared>) -> &'stat
             Route::WebSocket(endpoint) => {
                 websocket::serve(conn, &head, shared, id, endpoint);
                 return "websocket";
+            }
+            Route::Inspect if !shared.inspector.enabled() => {
+                Response::text(404, "The inspector is off (--no-inspect)\n")
             }
             Route::Inspect => {
                 crate::inspect::serve_stream(conn.stream, shared, id);
@@ -347,7 +351,7 @@ fn serve_requests(mut conn: Connection, id: u64, shared: &Arc<Shared>) -> &'stat
 /// kernel answer with a reset, which can destroy the response before the
 /// client reads it. So: write, half-close (the client sees the end of the
 /// response), then read and discard for a moment before closing.
-fn refuse(conn: &mut Connection, response: &Response, shared: &Shared) {
+pub fn refuse(conn: &mut Connection, response: &Response, shared: &Shared) {
     let bytes = response.to_bytes(false, true);
     if http::write_all_within(&conn.stream, &bytes, shared.config.write_timeout).is_ok() {
         conn.linger(LINGER, LINGER_BYTES);

@@ -241,9 +241,10 @@ impl SseConnection {
         request.push_str("\r\n");
         stream.write_all(request.as_bytes())?;
         let (head, body_start) = read_response_head(&mut stream)?;
-        // Like `EventSource`: 200 with text/event-stream is a stream; 204
-        // means "stop"; any other answer fails for good, except 503, which
-        // says to come back later.
+        // As with `EventSource`, 200 with text/event-stream is a stream, 204
+        // means "stop", and other answers fail for good. One difference on
+        // purpose: a browser gives up on 503 too, but this server's 503
+        // means "full right now, retry in a moment", so we do.
         match head.status {
             200 => {}
             204 => {

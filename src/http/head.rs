@@ -375,14 +375,17 @@ pub fn body_length(head: &RequestHead) -> Result<usize, HttpError> {
 
 /// Checks that apply once the whole head is known.
 pub fn check_head(head: &RequestHead) -> Result<(), HttpError> {
-    // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field.
-    let hosts = head.header_values("host").count();
-    if head.version == Version::Http11 && hosts != 1 {
-        return Err(HttpError::BadRequest(
-            "an HTTP/1.1 request must carry exactly one Host header".into(),
-        ));
+    // RFC 9112 §3.2: an HTTP/1.1 request carries a Host field, and no
+    // request of any version may carry two.
+    match head.header_values("host").count() {
+        0 if head.version == Version::Http11 => Err(HttpError::BadRequest(
+            "an HTTP/1.1 request must carry a Host header".into(),
+        )),
+        0 | 1 => Ok(()),
+        _ => Err(HttpError::BadRequest(
+            "a request may carry only one Host header".into(),
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -498,6 +501,7 @@ mod tests {
             (b"GET / HTTP/1.1\r\n\r\n", 400), // no Host
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
             (b"GET / HTTP/1.0\r\n\r\n", 200), // HTTP/1.0 needs no Host
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400), // but never two
             (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
             (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),

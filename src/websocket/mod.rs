@@ -18,7 +18,7 @@ use crate::server::{Counted, Endpoint, Shared};
 /// Answers an upgrade request and, if it is valid, runs the endpoint on
 /// the connection until it closes.
 pub fn serve(
-    conn: Connection,
+    mut conn: Connection,
     head: &RequestHead,
     shared: &Arc<Shared>,
     id: u64,
@@ -28,8 +28,7 @@ pub fn serve(
         Ok(key) => key,
         Err(error) => {
             shared.log(format_args!("client {id}: {error}"));
-            let answer = error.to_response().to_bytes(false, true);
-            let _ = write_all_within(&conn.stream, &answer, shared.config.write_timeout);
+            crate::server::refuse(&mut conn, &error.to_response(), shared);
             return;
         }
     };

@@ -75,6 +75,13 @@ impl FrameWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// True while someone watches `/inspect` (and this connection is shown).
+    fn watched(&self) -> bool {
+        self.inspect
+            .as_ref()
+            .is_some_and(|(shared, _)| shared.inspector.active())
+    }
+
     fn record(&self, bytes: &[u8], total: usize) {
         if let Some((shared, id)) = &self.inspect {
             let inspector = &shared.inspector;
@@ -93,7 +100,7 @@ impl FrameWriter {
     pub fn send_message(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
         frame::encode_header(&mut header, true, opcode, None, payload.len() as u64);
-        if self.inspect.is_some() {
+        if self.watched() {
             let preview = [&header[..], &payload[..payload.len().min(PREVIEW_BYTES)]].concat();
             self.record(&preview, header.len() + payload.len());
         }
