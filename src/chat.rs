@@ -174,14 +174,15 @@ pub fn chat_message(text: &str, id: u64, shared: &Shared) -> Result<(), String> 
         ));
     }
     let username = match request.get("username") {
-        None | Some(Json::Null) => "Anonymous".to_string(),
-        Some(Json::String(name)) if name.trim().is_empty() => "Anonymous".to_string(),
-        Some(Json::String(name)) if name.len() <= MAX_USERNAME => name.trim().to_string(),
+        None | Some(Json::Null) => "Anonymous",
+        Some(Json::String(name)) if name.trim().is_empty() => "Anonymous",
+        Some(Json::String(name)) if name.trim().len() <= MAX_USERNAME => name.trim(),
         Some(Json::String(_)) => {
-            return Err(format!("username is longer than {MAX_USERNAME} bytes"))
+            return Err(format!("username is longer than {MAX_USERNAME} bytes"));
         }
         Some(other) => return Err(format!("username must be a string, not {}", other.kind())),
-    };
+    }
+    .to_string();
     let data = json::object([
         ("type", "chat".into()),
         ("message", message.into()),

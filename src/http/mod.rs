@@ -255,29 +255,46 @@ impl Connection {
 /// the next call may only wait for what is left of it. In the usual case,
 /// one call writes everything and nothing extra is done.
 pub fn write_all_within(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    write_parts_within(stream, &[bytes], timeout)
+}
+
+/// [`write_all_within`] for data in several pieces (a frame header and a
+/// large payload), written one after the other under one deadline.
+pub fn write_parts_within(
+    stream: &TcpStream,
+    parts: &[&[u8]],
+    timeout: Duration,
+) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut rest = bytes;
     let mut shortened = false;
-    let result = loop {
-        match (&*stream).write(rest) {
-            Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+    let mut result = Ok(());
+    'parts: for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            match (&*stream).write(rest) {
+                Ok(0) => result = Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => result = Err(e),
+            }
+            if result.is_err() {
+                break 'parts;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                result = Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client is not reading",
+                ));
+                break 'parts;
+            }
+            stream.set_write_timeout(Some(left))?;
+            shortened = true;
         }
-        if rest.is_empty() {
-            break Ok(());
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client is not reading",
-            ));
-        }
-        stream.set_write_timeout(Some(left))?;
-        shortened = true;
-    };
+    }
     if shortened {
         stream.set_write_timeout(Some(timeout))?;
     }

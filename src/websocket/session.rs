@@ -11,7 +11,7 @@ use super::connection::{
     close_payload, Event, MessageError, MessageReader, Role, CLOSE_GOING_AWAY,
 };
 use super::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
-use crate::http::write_all_within;
+use crate::http::write_parts_within;
 use crate::inspect::{Direction, Kind, PREVIEW_BYTES};
 use crate::server::Shared;
 
@@ -39,12 +39,13 @@ struct WriterState {
 }
 
 impl WriterState {
-    /// Writes whole frame bytes, or closes the writer for good if it fails.
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes one whole frame (given in one or more pieces) within the write
+    /// timeout, or closes the writer for good if that fails.
+    fn write(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         if let Some(why) = &self.closed {
             return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
         }
-        let written = write_all_within(&self.stream, bytes, self.timeout);
+        let written = write_parts_within(&self.stream, parts, self.timeout);
         if let Err(e) = &written {
             self.closed = Some(format!("a write failed: {e}"));
         }
@@ -53,7 +54,8 @@ impl WriterState {
 }
 
 /// Payloads up to this size are copied behind their header and written in
-/// one call; larger ones go as two writes, to avoid copying megabytes.
+/// one call; larger ones go as two writes (under one deadline), to avoid
+/// copying megabytes.
 const COPY_LIMIT: usize = 16 * 1024;
 
 impl FrameWriter {
@@ -93,24 +95,25 @@ impl FrameWriter {
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut state = self.lock();
         self.record(frame, frame.len());
-        state.write(frame)
+        state.write(&[frame])
     }
 
     /// Writes `payload` as one unmasked, unfragmented message.
     pub fn send_message(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
         frame::encode_header(&mut header, true, opcode, None, payload.len() as u64);
+        let mut state = self.lock();
+        // Recorded under the lock, like every frame: the inspector then
+        // lists frames in the order they go on the wire.
         if self.watched() {
             let preview = [&header[..], &payload[..payload.len().min(PREVIEW_BYTES)]].concat();
             self.record(&preview, header.len() + payload.len());
         }
-        let mut state = self.lock();
         if payload.len() <= COPY_LIMIT {
             header.extend_from_slice(payload);
-            state.write(&header)
+            state.write(&[&header])
         } else {
-            state.write(&header)?;
-            state.write(payload)
+            state.write(&[&header, payload])
         }
     }
 
@@ -126,7 +129,7 @@ impl FrameWriter {
             .unwrap_or_default();
         let frame = frame::encode_frame(OP_CLOSE, &payload);
         self.record(&frame, frame.len());
-        let written = state.write(&frame);
+        let written = state.write(&[&frame]);
         if written.is_ok() {
             state.closed = Some(match code {
                 Some(code) => format!("the server closed with {code} {reason:?}"),
