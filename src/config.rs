@@ -5,7 +5,7 @@
 //! is a plain loop over the arguments: no argument-parsing crate.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything the server can be told. [`Config::default`] is what a plain
@@ -93,6 +93,8 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     UnknownFlag(String),
+    /// A word that is not an option (this program takes no plain arguments).
+    UnexpectedArgument(String),
     MissingValue(String),
     BadValue {
         flag: String,
@@ -107,6 +109,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::UnknownFlag(flag) => write!(f, "unknown option '{flag}'"),
+            ConfigError::UnexpectedArgument(arg) => {
+                write!(
+                    f,
+                    "unexpected argument '{arg}' (all settings are --options)"
+                )
+            }
             ConfigError::MissingValue(flag) => write!(f, "option '{flag}' needs a value"),
             ConfigError::BadValue {
                 flag,
@@ -124,6 +132,35 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Flags that take a value.
+const VALUE_FLAGS: [&str; 22] = [
+    "--host",
+    "--port",
+    "--public",
+    "--tick-secs",
+    "--keepalive-secs",
+    "--retry-ms",
+    "--history",
+    "--queue",
+    "--max-connections",
+    "--max-head",
+    "--max-headers",
+    "--max-uri",
+    "--max-body",
+    "--max-message",
+    "--head-timeout-secs",
+    "--idle-timeout-secs",
+    "--write-timeout-secs",
+    "--max-stream-secs",
+    "--ping-secs",
+    "--pong-timeout-secs",
+    "--close-timeout-secs",
+    "--allowed-origin",
+];
+
+/// Flags that stand alone.
+const SWITCHES: [&str; 4] = ["--no-inspect", "--quiet", "--help", "-h"];
 
 pub const USAGE: &str =
     "usage: realtime-by-hand [--host ADDR] [--port N] [options]   (--help lists them all)";
@@ -198,9 +235,7 @@ impl Config {
         S: Into<String>,
     {
         let mut config = Config::default();
-        if let Some(port) = env_port {
-            config.port = parse_number("PORT", port, "a port number from 0 to 65535")?;
-        }
+        let mut port_flag = false;
         let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {
             // Both "--port 8080" and "--port=8080" are accepted.
@@ -208,24 +243,35 @@ impl Config {
                 Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
                 _ => (arg.clone(), None),
             };
-            let has_value = !matches!(flag.as_str(), "--no-inspect" | "--quiet" | "--help" | "-h");
-            let value = if has_value {
-                match inline_value.or_else(|| args.next()) {
-                    Some(v) => v,
-                    None => return Err(ConfigError::MissingValue(flag)),
-                }
-            } else {
+            let is_switch = SWITCHES.contains(&flag.as_str());
+            if !is_switch && !VALUE_FLAGS.contains(&flag.as_str()) {
+                return Err(if flag.starts_with('-') {
+                    ConfigError::UnknownFlag(flag)
+                } else {
+                    ConfigError::UnexpectedArgument(arg)
+                });
+            }
+            let value = if is_switch {
                 if inline_value.is_some() {
                     return Err(ConfigError::UnknownFlag(arg));
                 }
                 String::new()
+            } else {
+                match inline_value.or_else(|| args.next()) {
+                    Some(v) => v,
+                    None => return Err(ConfigError::MissingValue(flag)),
+                }
             };
             let v = value.as_str();
             let f = flag.as_str();
             match f {
                 "--host" => config.host = parse_host(f, v)?,
-                "--port" => config.port = parse_number(f, v, "a port number from 0 to 65535")?,
-                "--public" => config.public_dir = PathBuf::from(v),
+                "--port" => {
+                    config.port = parse_number(f, v, "a port number from 0 to 65535")?;
+                    port_flag = true;
+                }
+                "--public" if Path::new(v).is_dir() => config.public_dir = PathBuf::from(v),
+                "--public" => return Err(bad(f, v, "an existing directory")),
                 "--tick-secs" => config.tick = parse_secs(f, v)?,
                 "--keepalive-secs" => config.keepalive = parse_positive_secs(f, v)?,
                 "--retry-ms" => config.retry_ms = parse_number(f, v, "milliseconds")?,
@@ -250,8 +296,17 @@ impl Config {
                 "--no-inspect" => config.inspect = false,
                 "--quiet" => config.quiet = true,
                 "--help" | "-h" => return Err(ConfigError::HelpRequested),
+                // Not reached: the test below gives every listed flag a value.
                 _ => return Err(ConfigError::UnknownFlag(flag)),
             }
+        }
+        // PORT, as in the Node original, when no --port was given. An empty
+        // PORT counts as unset.
+        match env_port {
+            Some(port) if !port_flag && !port.is_empty() => {
+                config.port = parse_number("PORT", port, "a port number from 0 to 65535")?;
+            }
+            _ => {}
         }
         Ok(config)
     }
@@ -397,6 +452,14 @@ mod tests {
         assert_eq!(c.max_body, 10);
         let c = Config::from_args(["--port", "0"], Some("8080")).unwrap();
         assert_eq!(c.port, 0, "--port wins over PORT");
+        let c = Config::from_args(["--port", "0"], Some("not a port")).unwrap();
+        assert_eq!(c.port, 0, "PORT is not even read when --port is given");
+        assert_eq!(
+            Config::from_args(Vec::<String>::new(), Some(""))
+                .unwrap()
+                .port,
+            3000
+        );
         let c = parse(&[
             "--allowed-origin",
             "http://a.test/",
@@ -430,6 +493,46 @@ mod tests {
         assert!(parse(&["--quiet=yes"]).is_err());
         assert!(Config::from_args(Vec::<String>::new(), Some("http")).is_err());
         assert_eq!(parse(&["--help"]).unwrap_err(), ConfigError::HelpRequested);
+        // An unknown option is named as such wherever it stands.
+        assert_eq!(
+            parse(&["--bogus"]).unwrap_err().to_string(),
+            "unknown option '--bogus'"
+        );
+        assert_eq!(
+            parse(&["--quiet", "--bogus"]).unwrap_err(),
+            ConfigError::UnknownFlag("--bogus".into())
+        );
+        assert_eq!(
+            parse(&["3000"]).unwrap_err(),
+            ConfigError::UnexpectedArgument("3000".into())
+        );
+        assert_eq!(
+            parse(&["--public", "/no/such/dir"])
+                .unwrap_err()
+                .to_string(),
+            "invalid value '/no/such/dir' for '--public': expected an existing directory"
+        );
+    }
+
+    #[test]
+    fn every_known_flag_is_handled() {
+        // Each flag gets a plausible value and must be accepted.
+        for flag in VALUE_FLAGS {
+            let value = match flag {
+                "--host" => "127.0.0.1",
+                "--public" => env!("CARGO_MANIFEST_DIR"),
+                "--allowed-origin" => "http://a.test",
+                _ => "1",
+            };
+            assert!(parse(&[flag, value]).is_ok(), "{flag}");
+        }
+        for flag in SWITCHES {
+            let parsed = parse(&[flag]);
+            assert!(
+                parsed.is_ok() || parsed.unwrap_err() == ConfigError::HelpRequested,
+                "{flag}"
+            );
+        }
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub enum Resume {
     /// Events after the given id were found in the history, and are in
     /// [`Subscription::replay`] (possibly none).
     From(u64),
-    /// Events after that id cannot be replayed; the text says why.
+    /// Not every event after that id can be replayed; the text says why.
+    /// What the history still holds is in [`Subscription::replay`].
     Reset(String),
 }
 
@@ -57,7 +58,7 @@ pub struct Subscription {
     pub membership: Membership,
     /// Live events, in id order, starting right after the replay.
     pub events: Receiver<Arc<Event>>,
-    /// Missed events to send first (only for [`Resume::From`]).
+    /// Missed events to send first, those the history still holds.
     pub replay: Vec<Arc<Event>>,
     pub resume: Resume,
     /// The newest id at the moment of subscribing (0 before any event).
@@ -199,8 +200,16 @@ impl Hub {
                 // at a known position in the history, if it is still there.
                 let oldest = state.history.front().map_or(newest + 1, |e| e.id);
                 if n + 1 < oldest {
+                    // Some events are gone for good; the rest are replayed.
+                    replay.extend(state.history.iter().cloned());
+                    let (first, last) = (n + 1, oldest - 1);
+                    let missed = if first == last {
+                        format!("event {first} was missed")
+                    } else {
+                        format!("events {first} to {last} were missed")
+                    };
                     Resume::Reset(format!(
-                        "Last-Event-ID {n} is older than the history, which starts at {oldest}: events were missed"
+                        "Last-Event-ID {n} is older than the history, which starts at {oldest}: {missed}"
                     ))
                 } else {
                     let skip = (n + 1 - oldest) as usize;
@@ -319,11 +328,15 @@ mod tests {
         assert_eq!(ids(&hub.subscribe(Some(7)).replay), [8, 9, 10]);
         let old = hub.subscribe(Some(6));
         assert!(
-            matches!(&old.resume, Resume::Reset(why) if why.contains("older")),
+            matches!(&old.resume, Resume::Reset(why) if why.contains("event 7 was missed")),
             "{:?}",
             old.resume
         );
-        assert!(old.replay.is_empty());
+        assert_eq!(
+            ids(&old.replay),
+            [8, 9, 10],
+            "what is left is still replayed"
+        );
         let future = hub.subscribe(Some(11));
         assert!(matches!(&future.resume, Resume::Reset(why) if why.contains("restarted")));
         let no_history = Hub::new(0, 10);

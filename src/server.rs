@@ -133,7 +133,12 @@ impl Server {
                 format!("public directory {}: {e}", config.public_dir.display()),
             )
         })?;
-        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}:{}: {e}", config.host, config.port),
+            )
+        })?;
         let shared = Arc::new(Shared {
             hub: Hub::new(config.history, config.queue),
             inspector: Inspector::new(config.inspect),
@@ -423,10 +428,17 @@ pub fn route(head: &RequestHead) -> Route {
         return Route::Respond(|_, _| cors_preflight());
     }
     let wants_websocket = head.has_token("upgrade", "websocket");
+    // On the WebSocket-only paths, anything that looks like a handshake goes
+    // to the handshake check, which says what is wrong with it (400); a plain
+    // GET is told that this path speaks only WebSocket (426).
+    let tries_handshake = wants_websocket
+        || head.header("upgrade").is_some()
+        || head.header("sec-websocket-key").is_some();
     let path = head.path();
     match (method, path) {
-        ("GET", "/" | "/ws") if wants_websocket => Route::WebSocket(Endpoint::Chat),
-        ("GET", "/echo") if wants_websocket => Route::WebSocket(Endpoint::Echo),
+        ("GET", "/") if wants_websocket => Route::WebSocket(Endpoint::Chat),
+        ("GET", "/ws") if tries_handshake => Route::WebSocket(Endpoint::Chat),
+        ("GET", "/echo") if tries_handshake => Route::WebSocket(Endpoint::Echo),
         ("GET", "/ws" | "/echo") => Route::Respond(|_, _| upgrade_required()),
         ("GET", "/events") => Route::Events,
         ("GET", "/inspect") => Route::Inspect,

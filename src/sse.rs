@@ -177,12 +177,13 @@ pub fn serve_stream(mut stream: TcpStream, head: &RequestHead, shared: &Shared, 
     ));
 
     // The opening: head, retry, welcome, initial data, then what was missed.
-    // The welcome's id is this connection's resume point: where the events
-    // that follow it begin. If the connection drops at any moment after it,
-    // the browser reconnects from there and misses nothing.
-    let resume_point = match resume {
-        Resume::From(n) => n,
-        Resume::Fresh | Resume::Reset(_) => subscription.newest_id,
+    // The welcome's id is this connection's resume point: the id just before
+    // the first event that follows it (the first replayed one, or else the
+    // next live one). If the connection drops at any moment after it, the
+    // browser reconnects from there and misses nothing it could still get.
+    let resume_point = match subscription.replay.first() {
+        Some(first) => first.id - 1,
+        None => subscription.newest_id,
     };
     let welcome = json::object([
         ("type", "welcome".into()),

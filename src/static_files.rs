@@ -95,6 +95,16 @@ pub fn content_type(path: &Path) -> &'static str {
         "png" => "image/png",
         "ico" => "image/x-icon",
         "txt" | "md" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "map" => "application/json",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
         _ => "application/octet-stream",
     }
 }
@@ -146,6 +156,9 @@ mod tests {
             ("a.png", "image/png"),
             ("favicon.ico", "image/x-icon"),
             ("notes.txt", "text/plain; charset=utf-8"),
+            ("photo.JPG", "image/jpeg"),
+            ("font.woff2", "font/woff2"),
+            ("module.wasm", "application/wasm"),
             ("blob", "application/octet-stream"),
         ] {
             assert_eq!(content_type(Path::new(name)), want, "{name}");

@@ -643,20 +643,24 @@ fn resume_older_than_the_history_gets_a_reset_event() {
     }
     assert_quiet(&mut edge, Duration::from_millis(300));
 
-    // From 5, events 6 and 7 are gone.
+    // From 5, events 6 and 7 are gone; 8 to 10 are still there.
     let mut old = open_events(server.addr, Some("5"));
     let (welcome, _) = read_opening(&mut old);
     assert_eq!(
-        welcome.last_event_id, "10",
-        "the resume point is the newest"
+        welcome.last_event_id, "7",
+        "the resume point is just before the first event that follows"
     );
     let reset = old.next_event().unwrap();
     assert_eq!(event_type(&reset), "reset", "{reset:?}");
-    assert_eq!(
-        reset.last_event_id, "10",
-        "a reset carries no id of its own"
+    assert!(
+        reset.data.contains("events 6 to 7 were missed"),
+        "{reset:?}"
     );
-    // Then live, without a partial replay.
+    assert_eq!(reset.last_event_id, "7", "a reset carries no id of its own");
+    // Then what the history still holds, then live.
+    for i in 8..=10 {
+        expect_notification(&mut old, i, &format!("event {i}"));
+    }
     assert_eq!(trigger(server.addr, "live"), 11);
     expect_notification(&mut old, 11, "live");
 }

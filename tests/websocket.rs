@@ -391,6 +391,37 @@ fn handshake_with_a_missing_short_or_non_base64_key_gets_400_with_a_reason() {
     assert_still_serving(server.addr);
 }
 
+// Why: the interface promises 400 with a reason for every bad handshake but
+// a bad version; a handshake whose Upgrade or Connection header is wrong (or
+// missing) is still a handshake attempt, not a plain GET.
+#[test]
+fn handshake_with_a_wrong_upgrade_or_connection_gets_400_with_a_reason() {
+    let server = start_default();
+    let good = good_headers(SAMPLE_KEY);
+    let cases = [
+        (replaced(&good, "Upgrade", "h2c"), "Upgrade"),
+        (without(&good, "Upgrade"), "Upgrade"),
+        (replaced(&good, "Connection", "keep-alive"), "Connection"),
+    ];
+    for (headers, named) in cases {
+        for path in ["/ws", "/echo"] {
+            let response = raw_request(server.addr, &upgrade_request(path, &headers));
+            assert_eq!(
+                response.status,
+                400,
+                "{path} {headers:?}: {}",
+                response.text()
+            );
+            assert!(
+                response.text().contains(named),
+                "{path}: {}",
+                response.text()
+            );
+        }
+    }
+    assert_still_serving(server.addr);
+}
+
 // Why: a plain GET on a WebSocket-only path is a client mistake the server
 // should name (426 Upgrade Required), not a 404 or a hang.
 #[test]

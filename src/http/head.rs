@@ -145,7 +145,13 @@ impl HeadParser {
                 Some(newline) => {
                     self.take(&rest[..newline])?;
                     used += newline + 1;
+                    // The LF counts toward the head's size too.
                     self.seen += 1;
+                    if self.seen > self.limits.max_head_bytes {
+                        return Err(HttpError::HeadTooLarge {
+                            limit: self.limits.max_head_bytes,
+                        });
+                    }
                     if let Some(head) = self.end_line()? {
                         return Ok((used, Some(head)));
                     }

@@ -1,0 +1,116 @@
+//! The server program as a user starts it: flags, `PORT`, `--help`, and
+//! what it prints on start.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_realtime-by-hand");
+
+fn run(args: &[&str], port_variable: Option<&str>) -> (Option<i32>, String, String) {
+    let mut command = Command::new(SERVER);
+    command.args(args).env_remove("PORT");
+    if let Some(port) = port_variable {
+        command.env("PORT", port);
+    }
+    let output = command.output().expect("run the server");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+// A bad flag or value stops the program with status 2 and a usage line
+// that names what was wrong, before anything listens.
+#[test]
+fn bad_flags_exit_with_status_2_naming_the_problem() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--bogus"], "unknown option '--bogus'"),
+        (&["--quiet", "--bogus"], "unknown option '--bogus'"),
+        (&["3000"], "unexpected argument '3000'"),
+        (&["--port"], "option '--port' needs a value"),
+        (&["--port", "http"], "invalid value 'http' for '--port'"),
+        (
+            &["--tick-secs", "-1"],
+            "invalid value '-1' for '--tick-secs'",
+        ),
+        (
+            &["--public", "/no/such/directory"],
+            "expected an existing directory",
+        ),
+    ];
+    for (args, message) in cases {
+        let (status, _, stderr) = run(args, None);
+        assert_eq!(status, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("usage: realtime-by-hand"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (status, _, stderr) = run(&[], Some("not-a-port"));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("'PORT'"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_option_with_its_default_and_exits_0() {
+    let (status, stdout, _) = run(&["--help"], None);
+    assert_eq!(status, Some(0));
+    for option in [
+        "--port N",
+        "--max-body BYTES",
+        "--max-message BYTES",
+        "--max-connections N",
+        "--head-timeout-secs",
+    ] {
+        assert!(stdout.contains(option), "--help lacks {option}:\n{stdout}");
+    }
+    assert!(stdout.contains("[3000, or $PORT]"), "{stdout}");
+}
+
+/// Starts the server, reads the first line it prints, and stops it.
+fn first_line(args: &[&str], port_variable: Option<&str>) -> String {
+    let mut command = Command::new(SERVER);
+    command
+        .args(args)
+        .env_remove("PORT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(port) = port_variable {
+        command.env("PORT", port);
+    }
+    let mut child = command.spawn().expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+// `--port 0` picks a free port and prints it, like the Node original
+// printed where to look; `PORT` works when no `--port` is given, and an
+// invalid PORT is not even read when --port is.
+#[test]
+fn port_zero_prints_the_chosen_url() {
+    let line = first_line(&["--port", "0", "--quiet"], None);
+    let port: u16 = line
+        .trim()
+        .strip_prefix("Server listening on http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    assert_ne!(port, 0);
+    let line = first_line(&["--quiet"], Some("0"));
+    assert!(
+        line.starts_with("Server listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    let line = first_line(&["--port", "0", "--quiet"], Some("not-a-port"));
+    assert!(
+        line.starts_with("Server listening on http://127.0.0.1:"),
+        "{line}"
+    );
+}
