@@ -29,6 +29,14 @@ export const MAX_SHOWN = 200;
  *  to show and records that arrived before we knew our ids are not lost. */
 const MAX_KEPT = 600;
 
+/** A new element with a class and text (textContent: never parsed as HTML). */
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  node.className = className;
+  node.textContent = text;
+  return node;
+}
+
 /**
  * el:    { status, list, showAll, clear, summary, dropped }
  * hooks: { isOwn(conn) -> bool, onRecord(record, decoded, own) }
@@ -186,19 +194,12 @@ export function createInspector(el, hooks) {
       const row = document.createElement("div");
       row.className = `part part-${part.kind}`;
       row.dataset.part = part.kind;
-      const label = document.createElement("span");
-      label.className = "part-label";
-      label.textContent = part.label;
-      const hex = document.createElement("code");
-      hex.className = "part-hex";
-      hex.textContent = part.hex;
-      const text = document.createElement("code");
-      text.className = "part-text";
-      text.textContent = part.text;
-      const note = document.createElement("span");
-      note.className = "part-note";
-      note.textContent = part.note;
-      row.append(label, hex, text, note);
+      row.append(
+        element("span", "part-label", part.label),
+        element("code", "part-hex", part.hex),
+        element("code", "part-text", part.text),
+        element("span", "part-note", part.note),
+      );
       parts.append(row);
     }
     item.append(head, parts);

@@ -1141,17 +1141,23 @@ impl Poster {
     }
 }
 
+/// A server whose chat clients fall behind quickly: 8 queued broadcasts,
+/// and a write may block for 2 s.
+fn stalling_server() -> (RunningServer, Duration) {
+    let write_timeout = Duration::from_secs(2);
+    let mut config = test_config();
+    config.queue = 8;
+    config.write_timeout = write_timeout;
+    (start(config), write_timeout)
+}
+
 // Why: one client that stops reading must cost the others nothing. Its
 // queue fills, the hub drops it without waiting, its blocked write times
 // out, and its connection is freed; meanwhile a normal client gets every
 // broadcast promptly.
 #[test]
 fn stalled_chat_client_does_not_delay_others_and_is_disconnected() {
-    let write_timeout = Duration::from_secs(2);
-    let mut config = test_config();
-    config.queue = 8;
-    config.write_timeout = write_timeout;
-    let server = start(config);
+    let (server, write_timeout) = stalling_server();
     let addr = server.addr;
     let stalled = open_ws(addr, "/ws"); // never read from again
     let mut normal = open(addr, "/ws");
@@ -1297,21 +1303,17 @@ fn stats_count_websocket_connections_on_both_endpoints_and_drop_on_close() {
 }
 
 // Why: write_timeout ("how long one write may block on a client that does
-// not read") is what frees a thread stuck on a dead reader. The socket
-// timeout applies to each send() call, and `write_all` starts a new call
-// after every partial send; Linux hands out a little room now and then even
-// to a receiver that never reads, so one frame can block for several
-// timeouts, and the close frame sent after the failure waits once more.
-// Expected: one blocked frame plus at most one close frame, i.e. freed
-// within two write timeouts (plus slack) of the hub dropping the client.
+// not read") is what frees a thread stuck on a dead reader. A socket
+// timeout alone applies to each send() call, and Linux hands out a little
+// room now and then even to a receiver that never reads, so a plain
+// `write_all` could block for several timeouts; the server gives each
+// frame one deadline instead, and sends nothing after a failed write.
+// Expected: freed within two write timeouts (plus slack) of the hub
+// dropping the client.
 // (The exact time depends on the kernel; a correct server passes always.)
 #[test]
 fn never_reading_client_is_freed_within_two_write_timeouts_of_being_dropped() {
-    let write_timeout = Duration::from_secs(2);
-    let mut config = test_config();
-    config.queue = 8;
-    config.write_timeout = write_timeout;
-    let server = start(config);
+    let (server, write_timeout) = stalling_server();
     let addr = server.addr;
     let stalled = open_ws(addr, "/ws"); // never read from
     assert!(eventually(Duration::from_secs(10), || stat(
