@@ -8,6 +8,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Stack size for connection threads. The default (2 MiB) is sized for
+/// arbitrary programs; a connection thread needs a small fraction of it, and
+/// thousands of idle SSE streams should not reserve gigabytes of address
+/// space. The JSON reader's nesting limit keeps recursion bounded.
+pub const CONNECTION_STACK: usize = 256 * 1024;
+
 /// Everything the server can be told. [`Config::default`] is what a plain
 /// `cargo run` uses; tests start from it and change fields directly.
 #[derive(Debug, Clone)]

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::sse;
-use crate::websocket::frame;
+use crate::sse::format as sse;
+use crate::websocket::frame::{self, OpCode};
 
 /// One broadcast event, formatted once and shared by every subscriber.
 #[derive(Debug)]
@@ -35,8 +35,9 @@ pub struct Event {
     pub data: String,
     /// `id: 7\nevent: …\ndata: {…}\n\n`, ready to write to an SSE stream.
     pub sse_bytes: Vec<u8>,
-    /// The data as one unmasked WebSocket text frame, ready to write.
-    pub ws_frame: Vec<u8>,
+    /// The data as one unmasked WebSocket text frame, ready to write (and
+    /// shared, as it is, by every chat connection's queue of frames).
+    pub ws_frame: Arc<[u8]>,
 }
 
 /// How a new subscriber joins the stream of events.
@@ -141,7 +142,7 @@ impl Hub {
         }
         // The WebSocket frame does not depend on the id: build it before
         // taking the lock, so the lock is held as briefly as possible.
-        let ws_frame = frame::encode_frame(frame::OP_TEXT, data.as_bytes());
+        let ws_frame: Arc<[u8]> = frame::encode_frame(OpCode::Text, data.as_bytes()).into();
         let mut state = self.state();
         let id = state.last_id + 1;
         let event = Arc::new(Event {
@@ -294,7 +295,7 @@ mod tests {
         let (ea, eb) = (a.events.recv().unwrap(), b.events.recv().unwrap());
         assert!(Arc::ptr_eq(&ea, &eb));
         assert_eq!(ea.sse_bytes, b"id: 1\nevent: note\ndata: {\"x\":1}\n\n");
-        assert_eq!(ea.ws_frame, b"\x81\x07{\"x\":1}");
+        assert_eq!(&ea.ws_frame[..], b"\x81\x07{\"x\":1}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The frame inspector behind `GET /inspect`.
+//! The frame inspector behind `GET /inspect`: the [`Tap`] the connections
+//! report to, and the listeners it hands records to. (The `/inspect` stream
+//! itself is `app/inspector_feed.rs`.)
 //!
 //! A page's JavaScript never sees the bytes on the wire: `EventSource` hands
 //! it parsed events, `WebSocket` hands it unmasked messages. The server does
@@ -13,30 +15,20 @@
 //!   dropped for that listener (and counted), never waited for;
 //! - `--no-inspect` turns it off entirely.
 
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::write_all_within;
 use crate::json;
-use crate::server::Shared;
-use crate::sse;
+pub use crate::tap::Direction;
+use crate::tap::Tap;
 
 /// How many bytes of each frame or event a record shows.
-pub const PREVIEW_BYTES: usize = 256;
+pub const PREVIEW_BYTES: usize = crate::tap::PREVIEW;
 
 /// Records that may wait for one listener before new ones are dropped.
 const LISTENER_QUEUE: usize = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the client to the server.
-    In,
-    /// From the server to the client.
-    Out,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -76,14 +68,18 @@ impl Inspector {
         self.listening.load(Ordering::Relaxed) > 0
     }
 
-    /// Reports `bytes` (a whole frame or event; only a prefix is kept).
-    pub fn record(&self, direction: Direction, connection: u64, kind: Kind, bytes: &[u8]) {
-        self.record_prefix(direction, connection, kind, bytes, bytes.len());
+    /// The tap for one connection, or `None` with `--no-inspect`.
+    pub fn tap(self: &Arc<Inspector>, connection: u64, kind: Kind) -> Option<ConnectionTap> {
+        self.enabled.then(|| ConnectionTap {
+            inspector: Arc::clone(self),
+            connection,
+            kind,
+        })
     }
 
     /// Reports a frame or event of `total` bytes of which only the first
     /// ones, `prefix`, are at hand.
-    pub fn record_prefix(
+    pub fn record(
         &self,
         direction: Direction,
         connection: u64,
@@ -125,8 +121,10 @@ impl Inspector {
         }
     }
 
-    fn listen(&self) -> (Receiver<Arc<String>>, Arc<AtomicU64>) {
-        let (queue, receiver) = sync_channel(LISTENER_QUEUE);
+    /// Starts listening: records from now on arrive in the returned
+    /// [`Listening`]'s queue, until it is dropped.
+    pub fn listen(self: &Arc<Inspector>) -> Listening {
+        let (queue, records) = sync_channel(LISTENER_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         listeners.push(Listener {
@@ -134,13 +132,51 @@ impl Inspector {
             dropped: Arc::clone(&dropped),
         });
         self.listening.store(listeners.len(), Ordering::Relaxed);
-        (receiver, dropped)
+        Listening {
+            inspector: Arc::clone(self),
+            records,
+            dropped,
+        }
     }
 
     fn forget(&self, dropped: &Arc<AtomicU64>) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         listeners.retain(|l| !Arc::ptr_eq(&l.dropped, dropped));
         self.listening.store(listeners.len(), Ordering::Relaxed);
+    }
+}
+
+/// One listener's place: its queue of records (JSON texts) and the count of
+/// records that did not fit in it. Dropping it stops the listening.
+pub struct Listening {
+    inspector: Arc<Inspector>,
+    pub records: Receiver<Arc<String>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.inspector.forget(&self.dropped);
+    }
+}
+
+/// The inspector's [`Tap`] for one connection: the protocols report through
+/// it without knowing the inspector exists.
+pub struct ConnectionTap {
+    inspector: Arc<Inspector>,
+    connection: u64,
+    kind: Kind,
+}
+
+impl Tap for ConnectionTap {
+    fn watching(&self) -> bool {
+        self.inspector.active()
+    }
+
+    fn record(&self, direction: Direction, prefix: &[u8], total: usize) {
+        let (connection, kind) = (self.connection, self.kind);
+        self.inspector
+            .record(direction, connection, kind, prefix, total);
     }
 }
 
@@ -155,87 +191,38 @@ pub fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Serves `GET /inspect`: an SSE stream of records, one event each.
-/// (With `--no-inspect` the router answers 404 instead of calling this.)
-pub fn serve_stream(mut stream: TcpStream, shared: &Shared, id: u64) {
-    let inspector = &shared.inspector;
-    let (records, dropped) = inspector.listen();
-    shared.log(format_args!("client {id} is watching the frame inspector"));
-    // A comment opens the stream: the head alone may sit in a proxy's buffer.
-    let mut opening = sse::STREAM_HEAD.to_vec();
-    opening.extend(sse::format_comment("frame inspector: one event per frame"));
-    let timeout = shared.config.write_timeout;
-    let mut ok = write_all_within(&stream, &opening, timeout).is_ok();
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
-    let mut last_write = Instant::now();
-    let mut reported_drops = 0;
-    while ok {
-        match records.recv_timeout(Duration::from_secs(1)) {
-            Ok(first) => {
-                let mut batch = Vec::new();
-                let drops = dropped.load(Ordering::Relaxed);
-                if drops != reported_drops {
-                    let note = json::object([("dropped", drops.into())]);
-                    batch.extend(sse::format_event(None, Some("dropped"), &note.to_string()));
-                    reported_drops = drops;
-                }
-                for record in std::iter::once(first).chain(records.try_iter()) {
-                    batch.extend(sse::format_event(None, None, &record));
-                }
-                ok = write_all_within(&stream, &batch, timeout).is_ok();
-                last_write = Instant::now();
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if sse::client_gone(&mut stream) {
-                    break;
-                }
-                if last_write.elapsed() >= shared.config.keepalive {
-                    let comment = sse::format_comment("keep-alive");
-                    ok = write_all_within(&stream, &comment, timeout).is_ok();
-                    last_write = Instant::now();
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    inspector.forget(&dropped);
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn silent_without_listeners_and_bounded_with_one() {
-        let inspector = Inspector::new(true);
-        inspector.record(Direction::Out, 1, Kind::Sse, b"data: x\n\n");
-        let (records, dropped) = inspector.listen();
+        let inspector = Arc::new(Inspector::new(true));
+        inspector.record(Direction::Out, 1, Kind::Sse, b"data: x\n\n", 9);
+        let listening = inspector.listen();
+        let (records, dropped) = (&listening.records, &listening.dropped);
         assert!(
             records.try_recv().is_err(),
             "nothing recorded before anyone listened"
         );
         for _ in 0..LISTENER_QUEUE + 10 {
-            inspector.record(
-                Direction::In,
-                2,
-                Kind::WebSocket,
-                &[0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0],
-            );
+            let frame = [0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0];
+            inspector.record(Direction::In, 2, Kind::WebSocket, &frame, frame.len());
         }
         assert_eq!(records.try_iter().count(), LISTENER_QUEUE);
         assert_eq!(dropped.load(Ordering::Relaxed), 10);
-        inspector.forget(&dropped);
+        drop(listening);
         assert!(!inspector.active());
     }
 
     #[test]
     fn a_record_shows_the_first_bytes_as_hex() {
-        let inspector = Inspector::new(true);
-        let (records, _) = inspector.listen();
+        let inspector = Arc::new(Inspector::new(true));
+        let listening = inspector.listen();
         let frame = vec![0xABu8; 1000];
-        inspector.record(Direction::Out, 9, Kind::WebSocket, &frame);
-        let record = json::parse(records.recv().unwrap().as_bytes()).unwrap();
+        let tap = inspector.tap(9, Kind::WebSocket).unwrap();
+        tap.record(Direction::Out, &frame, frame.len());
+        let record = json::parse(listening.records.recv().unwrap().as_bytes()).unwrap();
         assert_eq!(record.get("len").and_then(json::Json::as_f64), Some(1000.0));
         assert_eq!(record.get("dir").and_then(json::Json::as_str), Some("out"));
         assert_eq!(record.get("kind").and_then(json::Json::as_str), Some("ws"));

@@ -667,7 +667,7 @@ mod tests {
         let deepest = format!("{}0{}", "[{\"a\":".repeat(half), "}]".repeat(half));
         let too_deep = format!("[{deepest}]");
         let parsed = std::thread::Builder::new()
-            .stack_size(crate::server::CONNECTION_STACK / 2)
+            .stack_size(crate::config::CONNECTION_STACK / 2)
             .spawn(move || {
                 (
                     parse(deepest.as_bytes()).is_ok(),

@@ -4,32 +4,40 @@
 //! both real-time protocols of the web without a framework, so that every
 //! byte on the wire can be traced to a line of code here.
 //!
-//! Reading order (the lessons in `lessons/` follow it):
+//! The modules are listed in the order a byte meets them on its way in,
+//! from the socket up to the application; every `crate::` import points
+//! down this list, never up (`tests/layers.rs` checks it):
 //!
-//! 1. [`server`]: the listener, one thread per connection, routing.
-//! 2. [`http`]: reading a request head with limits, writing responses.
-//! 3. [`static_files`]: serving `public/` without leaving it.
-//! 4. [`sse`]: the `text/event-stream` format and one stream's loop.
-//! 5. [`hub`]: the broadcast hub, event ids, and resuming.
-//! 6. [`json`] and [`time`]: the small formats the events are made of.
-//! 7. [`websocket`]: the handshake, frames, messages, the close handshake.
-//! 8. [`chat`]: the chat and echo endpoints, one hub for two protocols.
-//! 9. [`inspect`]: the frame inspector behind the demo page.
-//! 10. [`client`]: the SSE and WebSocket clients, the other side of the wire.
+//! | layer | modules |
+//! | --- | --- |
+//! | the server | [`server`]: accept loop, connection cap and doorman, request loop, router |
+//! | the application | [`app`]: shared state and one file per endpoint |
+//! | broadcast and inspection | [`hub`], [`inspect`] |
+//! | the protocols | [`sse`], [`websocket`], [`static_files`] |
+//! | HTTP | [`http`]: request heads, bodies, responses, deadline-bounded I/O |
+//! | leaves | [`config`], [`json`], [`time`], [`random`], [`tap`] |
 //!
-//! [`config`] holds every flag and limit; [`random`] makes random numbers
-//! from `std` alone.
+//! [`client`] is the other side of the wire (the SSE and WebSocket clients
+//! the programs in `src/bin/` and the tests use); it shares the protocol
+//! modules with the server.
 
-pub mod chat;
-pub mod client;
-pub mod config;
-pub mod http;
+pub mod server;
+
+pub mod app;
+
 pub mod hub;
 pub mod inspect;
-pub mod json;
-pub mod random;
-pub mod server;
+
 pub mod sse;
 pub mod static_files;
-pub mod time;
 pub mod websocket;
+
+pub mod http;
+
+pub mod config;
+pub mod json;
+pub mod random;
+pub mod tap;
+pub mod time;
+
+pub mod client;

@@ -20,11 +20,11 @@ fn main() -> ExitCode {
     };
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
+        // The error says what failed (the address, or the public
+        // directory) and why: "cannot listen on 127.0.0.1:3000: Address
+        // already in use (os error 98)".
         Err(error) => {
-            eprintln!(
-                "error: cannot listen on {}:{}: {error}",
-                config.host, config.port
-            );
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };

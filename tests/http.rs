@@ -1218,7 +1218,7 @@ fn over_the_connection_cap_idle_clients_get_503_with_retry_after() {
         ..test_config()
     });
     let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
-    let open = || server.shared.open_connections.load(Ordering::SeqCst);
+    let open = || server.app.open_connections.get();
     assert!(eventually(Duration::from_secs(5), || open() == 2));
     let mut third = connect(server.addr);
     third

@@ -21,12 +21,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use realtime_by_hand::http::{HeadLimits, HeadParser, RequestHead, Version};
-use realtime_by_hand::websocket::connection::{
-    close_payload, CloseFrame, Event, MessageError, MessageReader, Role,
-};
 use realtime_by_hand::websocket::frame::{
-    encode_header, encode_masked_frame, is_control, parse_header, FrameHeader, MAX_HEADER_LEN,
-    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+    encode_header, encode_masked_frame, parse_header, FrameHeader, OpCode, MAX_HEADER_LEN,
+};
+use realtime_by_hand::websocket::message::{
+    close_payload, CloseCode, CloseFrame, Event, MessageError, MessageReader, Role,
 };
 
 // ------------------------------------------------------------ the harness
@@ -880,7 +879,7 @@ fn json_reader_survives_100k_mutated_and_random_documents() {
 // small stack.
 #[test]
 fn json_deep_nesting_is_an_error_not_a_stack_overflow() {
-    let stack = realtime_by_hand::server::CONNECTION_STACK;
+    let stack = realtime_by_hand::config::CONNECTION_STACK;
     let worker = std::thread::Builder::new()
         .stack_size(stack)
         .spawn(|| {
@@ -965,14 +964,7 @@ fn random_header_bytes(rng: &mut Rng) -> Vec<u8> {
             let opcode = if rng.chance(4) {
                 rng.below(16) as u8
             } else {
-                *rng.pick(&[
-                    OP_CONTINUATION,
-                    OP_TEXT,
-                    OP_BINARY,
-                    OP_CLOSE,
-                    OP_PING,
-                    OP_PONG,
-                ])
+                *rng.pick(&[0x0, 0x1, 0x2, 0x8, 0x9, 0xA])
             };
             let len = if rng.chance(2) {
                 *rng.pick(LENGTHS)
@@ -981,7 +973,10 @@ fn random_header_bytes(rng: &mut Rng) -> Vec<u8> {
             };
             let mask = (!rng.chance(5)).then(|| (rng.next_u64() as u32).to_be_bytes());
             let mut out = Vec::new();
-            encode_header(&mut out, rng.chance(2), opcode, mask, len);
+            // Any four bits: OpCode has no reserved values, so encode a
+            // valid one and put the random bits in its place.
+            encode_header(&mut out, rng.chance(2), OpCode::Binary, mask, len);
+            out[0] = (out[0] & 0xF0) | opcode;
             for _ in 0..rng.below(3) {
                 match rng.below(6) {
                     _ if out.len() < 2 => {}
@@ -1060,7 +1055,7 @@ fn frame_header_decoder_survives_100k_random_and_mutated_headers() {
             }
             Err(e) => {
                 tally[2] += 1;
-                assert_eq!(MessageError::Frame(e).close_code(), 1002, "{e}");
+                assert_eq!(MessageError::Frame(e).close_code().to_u16(), 1002, "{e}");
                 let mut longer = input.clone();
                 longer.extend(rng.bytes(14));
                 assert_eq!(
@@ -1084,11 +1079,11 @@ fn frame_header_decoder_survives_100k_random_and_mutated_headers() {
 fn check_header_rules(h: &FrameHeader, input: &[u8]) {
     assert_eq!(h.rsv, 0, "{}", show(input));
     assert!(
-        matches!(h.opcode, 0x0..=0x2 | 0x8..=0xA),
-        "opcode {:#x} accepted",
+        matches!(h.opcode as u8, 0x0..=0x2 | 0x8..=0xA),
+        "opcode {:?} accepted",
         h.opcode
     );
-    if is_control(h.opcode) {
+    if h.opcode.is_control() {
         assert!(h.fin && h.payload_len <= 125, "{h:?}");
     }
     assert_eq!(h.payload_len >> 63, 0, "{h:?}");
@@ -1101,7 +1096,7 @@ enum Planned {
     Binary(Vec<u8>),
     Ping(Vec<u8>),
     Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
+    Close(Option<(CloseCode, String)>),
 }
 
 fn random_text(rng: &mut Rng, max_chars: usize) -> String {
@@ -1136,7 +1131,7 @@ fn mask(rng: &mut Rng) -> [u8; 4] {
 /// Writes one data message as 1..n frames cut at random byte positions
 /// (cutting through characters of a text), with control frames between the
 /// fragments. Returns the events a reader must produce, in order.
-fn write_message(rng: &mut Rng, out: &mut Vec<u8>, opcode: u8, payload: &[u8]) -> Vec<Event> {
+fn write_message(rng: &mut Rng, out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) -> Vec<Event> {
     let mut events = Vec::new();
     let pieces = if payload.is_empty() || rng.chance(3) {
         1
@@ -1149,7 +1144,7 @@ fn write_message(rng: &mut Rng, out: &mut Vec<u8>, opcode: u8, payload: &[u8]) -
     cuts.sort_unstable();
     for (i, window) in cuts.windows(2).enumerate() {
         let last = i == cuts.len() - 2;
-        let op = if i == 0 { opcode } else { OP_CONTINUATION };
+        let op = if i == 0 { opcode } else { OpCode::Continuation };
         out.extend(encode_masked_frame(
             last,
             op,
@@ -1159,10 +1154,10 @@ fn write_message(rng: &mut Rng, out: &mut Vec<u8>, opcode: u8, payload: &[u8]) -
         if !last && rng.chance(3) {
             let ping = control_payload(rng);
             if rng.chance(2) {
-                out.extend(encode_masked_frame(true, OP_PING, &ping, mask(rng)));
+                out.extend(encode_masked_frame(true, OpCode::Ping, &ping, mask(rng)));
                 events.push(Event::Ping(ping));
             } else {
-                out.extend(encode_masked_frame(true, OP_PONG, &ping, mask(rng)));
+                out.extend(encode_masked_frame(true, OpCode::Pong, &ping, mask(rng)));
                 events.push(Event::Pong(ping));
             }
         }
@@ -1182,6 +1177,7 @@ fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Event>, usize) {
             1 => Planned::Pong(control_payload(rng)),
             2 if i == count - 1 => Planned::Close(rng.chance(3).then(|| {
                 let code = *rng.pick(&[1000, 1001, 1003, 1011, 3000, 4999]);
+                let code = CloseCode::from_u16(code).expect("a code a peer may send");
                 (code, random_text(rng, 20))
             })),
             2..=5 => {
@@ -1196,20 +1192,25 @@ fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Event>, usize) {
         match planned {
             Planned::Text(text) => {
                 largest = largest.max(text.len());
-                events.extend(write_message(rng, &mut bytes, OP_TEXT, text.as_bytes()));
+                events.extend(write_message(
+                    rng,
+                    &mut bytes,
+                    OpCode::Text,
+                    text.as_bytes(),
+                ));
                 events.push(Event::Text(text));
             }
             Planned::Binary(data) => {
                 largest = largest.max(data.len());
-                events.extend(write_message(rng, &mut bytes, OP_BINARY, &data));
+                events.extend(write_message(rng, &mut bytes, OpCode::Binary, &data));
                 events.push(Event::Binary(data));
             }
             Planned::Ping(p) => {
-                bytes.extend(encode_masked_frame(true, OP_PING, &p, mask(rng)));
+                bytes.extend(encode_masked_frame(true, OpCode::Ping, &p, mask(rng)));
                 events.push(Event::Ping(p));
             }
             Planned::Pong(p) => {
-                bytes.extend(encode_masked_frame(true, OP_PONG, &p, mask(rng)));
+                bytes.extend(encode_masked_frame(true, OpCode::Pong, &p, mask(rng)));
                 events.push(Event::Pong(p));
             }
             Planned::Close(close) => {
@@ -1217,7 +1218,12 @@ fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Event>, usize) {
                     .as_ref()
                     .map(|(code, reason)| close_payload(*code, reason))
                     .unwrap_or_default();
-                bytes.extend(encode_masked_frame(true, OP_CLOSE, &payload, mask(rng)));
+                bytes.extend(encode_masked_frame(
+                    true,
+                    OpCode::Close,
+                    &payload,
+                    mask(rng),
+                ));
                 events.push(Event::Close(close.map(|(code, reason)| {
                     let payload = close_payload(code, &reason);
                     CloseFrame {
@@ -1296,10 +1302,11 @@ fn mutate_stream(rng: &mut Rng, bytes: &mut Vec<u8>) {
             encode_header(
                 &mut frame,
                 rng.chance(2),
-                opcode,
+                OpCode::Binary,
                 Some(mask(rng)),
                 payload.len() as u64,
             );
+            frame[0] = (frame[0] & 0xF0) | opcode; // any four bits
             frame.extend(payload);
             bytes.splice(i..i, frame);
         }
@@ -1365,14 +1372,11 @@ fn message_reader_survives_60k_mutated_and_random_streams_in_any_chunking() {
             );
             let code = error.as_ref().map(MessageError::close_code);
             if let Some(code) = code {
-                assert!(
-                    [1002, 1007, 1009].contains(&code),
-                    "close code {code} for {error:?}"
-                );
                 tally[match code {
-                    1002 => 0,
-                    1007 => 1,
-                    _ => 2,
+                    CloseCode::ProtocolError => 0,
+                    CloseCode::InvalidData => 1,
+                    CloseCode::TooBig => 2,
+                    other => panic!("close code {other} for {error:?}"),
                 }] += 1;
             } else {
                 tally[3] += 1;
@@ -1431,9 +1435,9 @@ fn message_reader_size_limit_is_exact_for_frames_and_fragmented_messages() {
     let limit = 1000;
     for extra in [0usize, 1] {
         let data = vec![7u8; limit + extra];
-        let single = encode_masked_frame(true, OP_BINARY, &data, mask(&mut rng));
+        let single = encode_masked_frame(true, OpCode::Binary, &data, mask(&mut rng));
         let mut fragmented = Vec::new();
-        write_message(&mut rng, &mut fragmented, OP_BINARY, &data);
+        write_message(&mut rng, &mut fragmented, OpCode::Binary, &data);
         for input in [single, fragmented] {
             for one_piece in [true, false] {
                 let (events, error) = feed_reader(
@@ -1446,16 +1450,22 @@ fn message_reader_size_limit_is_exact_for_frames_and_fragmented_messages() {
                     assert_eq!(error, None);
                     assert_eq!(events.last(), Some(&Event::Binary(data.clone())));
                 } else {
-                    assert_eq!(error.map(|e| e.close_code()), Some(1009));
+                    assert_eq!(error.map(|e| e.close_code()), Some(CloseCode::TooBig));
                 }
             }
         }
     }
     let mut claim = Vec::new();
-    encode_header(&mut claim, true, OP_BINARY, Some([1, 2, 3, 4]), 1 << 62);
+    encode_header(
+        &mut claim,
+        true,
+        OpCode::Binary,
+        Some([1, 2, 3, 4]),
+        1 << 62,
+    );
     let mut reader = MessageReader::new(Role::Server, 16 << 20);
     assert_eq!(
         reader.receive(&claim).map_err(|e| e.close_code()),
-        Err(1009)
+        Err(CloseCode::TooBig)
     );
 }

@@ -17,12 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use realtime_by_hand::client::ClientError;
-use realtime_by_hand::websocket::connection::{
-    close_payload, CloseFrame, Event, MessageReader, Role,
-};
-use realtime_by_hand::websocket::frame::{
-    encode_header, encode_masked_frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
-    OP_TEXT,
+use realtime_by_hand::websocket::frame::{encode_header, encode_masked_frame, OpCode};
+use realtime_by_hand::websocket::message::{
+    close_payload, CloseCode, CloseFrame, Event, MessageReader, Role,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -30,14 +27,20 @@ use realtime_by_hand::websocket::frame::{
 const MASK: [u8; 4] = [0x5A, 0x17, 0xC3, 0x08];
 
 /// A masked client frame, as a browser would send it.
-fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     encode_masked_frame(fin, opcode, payload, MASK)
 }
 
 /// A header with arbitrary first byte and length, masked, without payload.
 fn header(first_byte: u8, payload_len: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_header(&mut out, true, 0, Some(MASK), payload_len);
+    encode_header(
+        &mut out,
+        true,
+        OpCode::Continuation,
+        Some(MASK),
+        payload_len,
+    );
     out[0] = first_byte;
     out
 }
@@ -106,7 +109,7 @@ fn assert_still_serving(addr: SocketAddr) {
         client.receive().unwrap(),
         Received::Text("still here?".into())
     );
-    let _ = client.close(1000, "", Duration::from_secs(5));
+    let _ = client.close(CloseCode::Normal, "", Duration::from_secs(5));
 }
 
 /// Sends each broken input on a fresh connection to the echo and the chat
@@ -123,7 +126,7 @@ fn assert_each_closes_with(mut config: Config, code: u16, inputs: &[Vec<u8>]) {
             let _ = client.send_raw(input);
             let frame = read_close(&mut client);
             assert_eq!(
-                frame.as_ref().map(|f| f.code),
+                frame.as_ref().map(|f| f.code.to_u16()),
                 Some(code),
                 "{path}: {} answered with {frame:?}",
                 input.escape_ascii()
@@ -305,7 +308,7 @@ fn handshake_answers_101_with_the_right_accept_and_no_extension_or_protocol() {
         let mut pending = leftover;
         if path == "/echo" {
             stream
-                .write_all(&masked(true, OP_TEXT, b"raw hello"))
+                .write_all(&masked(true, OpCode::Text, b"raw hello"))
                 .unwrap();
         }
         let event = loop {
@@ -494,11 +497,13 @@ fn echo_returns_text_and_binary_unchanged_including_empty_and_1_mib() {
         }
     }
     // An empty message in two empty fragments.
-    client.send_frame(false, OP_BINARY, b"").unwrap();
-    client.send_frame(true, OP_CONTINUATION, b"").unwrap();
+    client.send_frame(false, OpCode::Binary, b"").unwrap();
+    client.send_frame(true, OpCode::Continuation, b"").unwrap();
     assert_eq!(client.receive().unwrap(), Received::Binary(Vec::new()));
-    let close = client.close(1000, "done", Duration::from_secs(5)).unwrap();
-    assert_eq!(close.map(|f| f.code), Some(1000));
+    let close = client
+        .close(CloseCode::Normal, "done", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(close.map(|f| f.code.to_u16()), Some(1000));
 }
 
 // Why: control frames may come between fragments (§5.4); each ping must be
@@ -516,14 +521,18 @@ fn echo_reassembles_many_fragments_and_answers_pings_between_them_in_order() {
     let cuts: Vec<usize> = (0..=60).map(|i| i * bytes.len() / 60).collect();
     let mut pings = Vec::new();
     for (i, window) in cuts.windows(2).enumerate() {
-        let opcode = if i == 0 { OP_TEXT } else { OP_CONTINUATION };
+        let opcode = if i == 0 {
+            OpCode::Text
+        } else {
+            OpCode::Continuation
+        };
         let last = i == cuts.len() - 2;
         client
             .send_frame(last, opcode, &bytes[window[0]..window[1]])
             .unwrap();
         if !last && i % 4 == 0 {
             let payload = format!("ping {i}").into_bytes();
-            client.send_frame(true, OP_PING, &payload).unwrap();
+            client.send_frame(true, OpCode::Ping, &payload).unwrap();
             pings.push(payload);
         }
     }
@@ -537,10 +546,14 @@ fn echo_reassembles_many_fragments_and_answers_pings_between_them_in_order() {
     // A 1 MiB binary message in 64 fragments, a ping after each.
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
     for (i, piece) in data.chunks(1 << 14).enumerate() {
-        let opcode = if i == 0 { OP_BINARY } else { OP_CONTINUATION };
+        let opcode = if i == 0 {
+            OpCode::Binary
+        } else {
+            OpCode::Continuation
+        };
         client.send_frame(i == 63, opcode, piece).unwrap();
         if i < 63 {
-            client.send_frame(true, OP_PING, &[i as u8]).unwrap();
+            client.send_frame(true, OpCode::Ping, &[i as u8]).unwrap();
         }
     }
     for i in 0..63u8 {
@@ -556,9 +569,9 @@ fn echo_reassembles_many_fragments_and_answers_pings_between_them_in_order() {
 fn frames_sent_together_with_the_handshake_are_not_lost() {
     let server = start_default();
     let mut request = upgrade_request("/echo", &good_headers(SAMPLE_KEY));
-    request.extend(masked(true, OP_TEXT, b"first"));
-    request.extend(masked(true, OP_PING, b"early ping"));
-    request.extend(masked(true, OP_BINARY, &[9; 300]));
+    request.extend(masked(true, OpCode::Text, b"first"));
+    request.extend(masked(true, OpCode::Ping, b"early ping"));
+    request.extend(masked(true, OpCode::Binary, &[9; 300]));
     let mut stream = connect(server.addr);
     stream.write_all(&request).unwrap();
     let (head, mut pending) = read_head(&mut stream);
@@ -595,7 +608,7 @@ fn pings_of_every_size_are_answered_with_the_same_payload() {
         let mut client = open(server.addr, path);
         for size in [0usize, 1, 2, 124, 125] {
             let payload: Vec<u8> = (0..size).map(|i| (i * 31 + size) as u8).collect();
-            client.send_frame(true, OP_PING, &payload).unwrap();
+            client.send_frame(true, OpCode::Ping, &payload).unwrap();
             assert_eq!(client.next_event().unwrap(), Event::Pong(payload), "{path}");
         }
     }
@@ -610,15 +623,21 @@ fn echo_accepts_valid_utf8_cut_between_fragments() {
     for text in ["€", "😀", "aé€😀z"] {
         let bytes = text.as_bytes();
         for cut in 1..bytes.len() {
-            client.send_frame(false, OP_TEXT, &bytes[..cut]).unwrap();
             client
-                .send_frame(true, OP_CONTINUATION, &bytes[cut..])
+                .send_frame(false, OpCode::Text, &bytes[..cut])
+                .unwrap();
+            client
+                .send_frame(true, OpCode::Continuation, &bytes[cut..])
                 .unwrap();
             assert_eq!(client.receive().unwrap(), Received::Text(text.into()));
         }
         // One byte per frame.
         for (i, byte) in bytes.iter().enumerate() {
-            let opcode = if i == 0 { OP_TEXT } else { OP_CONTINUATION };
+            let opcode = if i == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Continuation
+            };
             client
                 .send_frame(i == bytes.len() - 1, opcode, &[*byte])
                 .unwrap();
@@ -634,7 +653,7 @@ fn echo_accepts_valid_utf8_cut_between_fragments() {
 #[test]
 fn unmasked_client_frame_closes_with_1002() {
     let mut unmasked = Vec::new();
-    encode_header(&mut unmasked, true, OP_TEXT, None, 2);
+    encode_header(&mut unmasked, true, OpCode::Text, None, 2);
     unmasked.extend_from_slice(b"hi");
     assert_each_closes_with(test_config(), 1002, &[unmasked]);
 }
@@ -646,7 +665,7 @@ fn reserved_bits_close_with_1002() {
     let inputs: Vec<Vec<u8>> = [0x40u8, 0x20, 0x10]
         .iter()
         .map(|rsv| {
-            let mut frame = masked(true, OP_TEXT, b"x");
+            let mut frame = masked(true, OpCode::Text, b"x");
             frame[0] |= rsv;
             frame
         })
@@ -668,9 +687,9 @@ fn reserved_data_and_control_opcodes_close_with_1002() {
 #[test]
 fn control_frame_over_125_bytes_closes_with_1002() {
     let inputs = vec![
-        masked(true, OP_PING, &[b'p'; 126]),
-        masked(true, OP_PONG, &[b'p'; 200]),
-        masked(true, OP_CLOSE, &[0x03, 0xE8].repeat(63)),
+        masked(true, OpCode::Ping, &[b'p'; 126]),
+        masked(true, OpCode::Pong, &[b'p'; 200]),
+        masked(true, OpCode::Close, &[0x03, 0xE8].repeat(63)),
     ];
     assert_each_closes_with(test_config(), 1002, &inputs);
 }
@@ -679,8 +698,8 @@ fn control_frame_over_125_bytes_closes_with_1002() {
 #[test]
 fn fragmented_control_frame_closes_with_1002() {
     let inputs = vec![
-        masked(false, OP_PING, b"x"),
-        masked(false, OP_CLOSE, &close_payload(1000, "")),
+        masked(false, OpCode::Ping, b"x"),
+        masked(false, OpCode::Close, &close_payload(CloseCode::Normal, "")),
     ];
     assert_each_closes_with(test_config(), 1002, &inputs);
 }
@@ -691,7 +710,7 @@ fn continuation_without_a_start_closes_with_1002() {
     assert_each_closes_with(
         test_config(),
         1002,
-        &[masked(true, OP_CONTINUATION, b"orphan")],
+        &[masked(true, OpCode::Continuation, b"orphan")],
     );
 }
 
@@ -700,12 +719,20 @@ fn continuation_without_a_start_closes_with_1002() {
 #[test]
 fn new_message_inside_a_fragmented_one_closes_with_1002() {
     let inputs = vec![
-        [masked(false, OP_TEXT, b"a"), masked(true, OP_TEXT, b"b")].concat(),
-        [masked(false, OP_BINARY, b"a"), masked(true, OP_TEXT, b"b")].concat(),
         [
-            masked(false, OP_TEXT, b"a"),
-            masked(true, OP_PING, b"between"),
-            masked(false, OP_BINARY, b"b"),
+            masked(false, OpCode::Text, b"a"),
+            masked(true, OpCode::Text, b"b"),
+        ]
+        .concat(),
+        [
+            masked(false, OpCode::Binary, b"a"),
+            masked(true, OpCode::Text, b"b"),
+        ]
+        .concat(),
+        [
+            masked(false, OpCode::Text, b"a"),
+            masked(true, OpCode::Ping, b"between"),
+            masked(false, OpCode::Binary, b"b"),
         ]
         .concat(),
     ];
@@ -724,7 +751,7 @@ fn length_with_the_top_bit_set_closes_with_1002() {
 // Why: a close payload is empty or starts with a 2-byte code (§5.5.1).
 #[test]
 fn close_with_a_one_byte_payload_closes_with_1002() {
-    assert_each_closes_with(test_config(), 1002, &[masked(true, OP_CLOSE, &[0x03])]);
+    assert_each_closes_with(test_config(), 1002, &[masked(true, OpCode::Close, &[0x03])]);
 }
 
 // Why: 1005/1006/1015 are never sent on the wire, and codes outside the
@@ -733,7 +760,7 @@ fn close_with_a_one_byte_payload_closes_with_1002() {
 fn invalid_close_codes_close_with_1002() {
     let inputs: Vec<Vec<u8>> = [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
         .iter()
-        .map(|code| masked(true, OP_CLOSE, &code.to_be_bytes()))
+        .map(|code| masked(true, OpCode::Close, &code.to_be_bytes()))
         .collect();
     assert_each_closes_with(test_config(), 1002, &inputs);
 }
@@ -743,12 +770,12 @@ fn invalid_close_codes_close_with_1002() {
 #[test]
 fn invalid_utf8_text_closes_with_1007() {
     let inputs = vec![
-        masked(true, OP_TEXT, &[0xCE, 0xBA, 0xFF]),
-        masked(true, OP_TEXT, b"\xC0\x80"),
-        masked(true, OP_TEXT, b"\xED\xA0\x80"),
-        masked(true, OP_TEXT, b"\xF4\x90\x80\x80"),
-        masked(true, OP_TEXT, b"ends inside \xE2\x82"),
-        masked(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]),
+        masked(true, OpCode::Text, &[0xCE, 0xBA, 0xFF]),
+        masked(true, OpCode::Text, b"\xC0\x80"),
+        masked(true, OpCode::Text, b"\xED\xA0\x80"),
+        masked(true, OpCode::Text, b"\xF4\x90\x80\x80"),
+        masked(true, OpCode::Text, b"ends inside \xE2\x82"),
+        masked(true, OpCode::Close, &[0x03, 0xE8, 0xFF]),
     ];
     assert_each_closes_with(test_config(), 1007, &inputs);
 }
@@ -761,19 +788,19 @@ fn invalid_utf8_split_across_fragments_closes_with_1007() {
     let euro = "€".as_bytes();
     let inputs = vec![
         [
-            masked(false, OP_TEXT, &euro[..2]),
-            masked(true, OP_CONTINUATION, b"A"),
+            masked(false, OpCode::Text, &euro[..2]),
+            masked(true, OpCode::Continuation, b"A"),
         ]
         .concat(),
         [
-            masked(false, OP_TEXT, b"ok "),
-            masked(false, OP_CONTINUATION, &euro[..1]),
-            masked(true, OP_CONTINUATION, &euro[..1]),
+            masked(false, OpCode::Text, b"ok "),
+            masked(false, OpCode::Continuation, &euro[..1]),
+            masked(true, OpCode::Continuation, &euro[..1]),
         ]
         .concat(),
         [
-            masked(false, OP_TEXT, b"ok"),
-            masked(true, OP_CONTINUATION, &euro[..2]),
+            masked(false, OpCode::Text, b"ok"),
+            masked(true, OpCode::Continuation, &euro[..2]),
         ]
         .concat(),
     ];
@@ -786,8 +813,8 @@ fn invalid_utf8_split_across_fragments_closes_with_1007() {
 fn frame_over_max_message_closes_with_1009() {
     let mut config = test_config();
     config.max_message = 1024;
-    let over = masked(true, OP_BINARY, &[1; 1025]);
-    let text_over = masked(true, OP_TEXT, &[b'a'; 5000]);
+    let over = masked(true, OpCode::Binary, &[1; 1025]);
+    let text_over = masked(true, OpCode::Text, &[b'a'; 5000]);
     assert_each_closes_with(config.clone(), 1009, &[over, text_over]);
     // Right at the limit is fine.
     let server = start(config);
@@ -802,11 +829,11 @@ fn frame_over_max_message_closes_with_1009() {
 fn message_over_max_message_in_small_fragments_closes_with_1009() {
     let mut config = test_config();
     config.max_message = 1024;
-    let mut input = masked(false, OP_TEXT, &[b'a'; 100]);
+    let mut input = masked(false, OpCode::Text, &[b'a'; 100]);
     for _ in 0..20 {
-        input.extend(masked(false, OP_CONTINUATION, &[b'a'; 100]));
+        input.extend(masked(false, OpCode::Continuation, &[b'a'; 100]));
     }
-    input.extend(masked(true, OP_CONTINUATION, b""));
+    input.extend(masked(true, OpCode::Continuation, b""));
     assert_each_closes_with(config, 1009, &[input]);
 }
 
@@ -815,13 +842,19 @@ fn message_over_max_message_in_small_fragments_closes_with_1009() {
 #[test]
 fn header_claiming_2_pow_62_bytes_closes_with_1009_and_the_server_stays_up() {
     let mut claim = Vec::new();
-    encode_header(&mut claim, true, OP_BINARY, Some(MASK), 1 << 62);
+    encode_header(&mut claim, true, OpCode::Binary, Some(MASK), 1 << 62);
     let mut text_claim = Vec::new();
-    encode_header(&mut text_claim, false, OP_TEXT, Some(MASK), (1 << 62) + 17);
+    encode_header(
+        &mut text_claim,
+        false,
+        OpCode::Text,
+        Some(MASK),
+        (1 << 62) + 17,
+    );
     // Also a fragmented message whose second fragment claims 2^62.
     let mut continuation = claim.clone();
-    continuation[0] = 0x80 | OP_CONTINUATION;
-    let second_claim = [masked(false, OP_BINARY, b"start"), continuation].concat();
+    continuation[0] = 0x80 | OpCode::Continuation as u8;
+    let second_claim = [masked(false, OpCode::Binary, b"start"), continuation].concat();
     assert_each_closes_with(test_config(), 1009, &[claim, text_claim, second_claim]);
 }
 
@@ -836,10 +869,14 @@ fn close_1000_is_answered_with_1000_then_the_server_closes_tcp() {
     for path in ["/echo", "/ws", "/"] {
         let mut client = open(server.addr, path);
         client
-            .send_frame(true, OP_CLOSE, &close_payload(1000, "bye"))
+            .send_frame(
+                true,
+                OpCode::Close,
+                &close_payload(CloseCode::Normal, "bye"),
+            )
             .unwrap();
         let frame = read_close(&mut client);
-        assert_eq!(frame.map(|f| f.code), Some(1000), "{path}");
+        assert_eq!(frame.map(|f| f.code.to_u16()), Some(1000), "{path}");
         expect_eof(&mut client);
     }
     assert!(eventually(Duration::from_secs(10), || stat(
@@ -855,7 +892,7 @@ fn empty_close_is_answered_with_an_empty_close() {
     let server = start_default();
     for path in ["/echo", "/ws"] {
         let mut client = open(server.addr, path);
-        client.send_frame(true, OP_CLOSE, b"").unwrap();
+        client.send_frame(true, OpCode::Close, b"").unwrap();
         assert_eq!(read_close(&mut client), None, "{path}");
         expect_eof(&mut client);
     }
@@ -863,9 +900,13 @@ fn empty_close_is_answered_with_an_empty_close() {
     for code in [1001u16, 1003, 3000, 4999] {
         let mut client = open(server.addr, "/echo");
         client
-            .send_frame(true, OP_CLOSE, &close_payload(code, "reason"))
+            .send_frame(
+                true,
+                OpCode::Close,
+                &close_payload(CloseCode::from_u16(code).unwrap(), "reason"),
+            )
             .unwrap();
-        assert_eq!(read_close(&mut client).map(|f| f.code), Some(code));
+        assert_eq!(read_close(&mut client).map(|f| f.code.to_u16()), Some(code));
         expect_eof(&mut client);
     }
 }
@@ -908,10 +949,8 @@ fn client_that_answers_pings_stays_connected_for_several_intervals() {
     let mut pings = 0;
     while Instant::now() < until {
         match client.next_event() {
-            Ok(Event::Ping(payload)) => {
-                pings += 1;
-                client.send_frame(true, OP_PONG, &payload).unwrap();
-            }
+            // The client's protocol core has answered it with a pong.
+            Ok(Event::Ping(_)) => pings += 1,
             Ok(other) => panic!("unexpected {other:?} while idle"),
             Err(ClientError::Io(e))
                 if matches!(
@@ -941,26 +980,45 @@ fn client_that_answers_pings_stays_connected_for_several_intervals() {
 fn client_that_never_answers_pings_is_disconnected() {
     let server = start(liveness_config());
     for path in ["/echo", "/ws"] {
-        let mut client = open(server.addr, path);
+        // Our client's core answers every ping, so this peer reads the raw
+        // stream with a bare message reader instead, and never answers.
+        let client = open(server.addr, path);
+        let mut silent = client.stream().try_clone().unwrap();
+        let mut reader = MessageReader::new(Role::Client, 1 << 20);
         let started = Instant::now();
         let mut saw_ping = false;
-        let ended = loop {
-            match client.next_event() {
-                Ok(Event::Ping(_)) => saw_ping = true,
-                Ok(Event::Close(frame)) => break Some(frame),
-                Ok(other) => panic!("{path}: unexpected {other:?}"),
-                Err(ClientError::Closed) => break None,
-                Err(e) => panic!("{path}: {e}"),
-            }
+        let mut buf = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        let ended = 'read: loop {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "{path}: still open"
             );
+            let n = silent.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break None;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while !pending.is_empty() {
+                let (used, event) = reader.receive(&pending).unwrap();
+                pending.drain(..used);
+                match event {
+                    Some(Event::Ping(_)) => saw_ping = true,
+                    Some(Event::Close(frame)) => break 'read Some(frame),
+                    Some(Event::Text(_)) => {} // the chat's welcome
+                    Some(other) => panic!("{path}: unexpected {other:?}"),
+                    None => {}
+                }
+            }
         };
         assert!(saw_ping, "{path}: disconnected without a ping first");
         if let Some(frame) = ended {
-            assert_eq!(frame.map(|f| f.code), Some(1001), "{path}");
-            expect_eof(&mut client);
+            assert_eq!(frame.map(|f| f.code.to_u16()), Some(1001), "{path}");
+            assert_eq!(
+                silent.read(&mut buf).unwrap_or(0),
+                0,
+                "{path}: TCP stays open"
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(8),
@@ -979,7 +1037,7 @@ fn client_that_never_answers_pings_is_disconnected() {
 #[test]
 fn client_that_sends_half_a_frame_and_goes_silent_is_cleaned_up() {
     let server = start(liveness_config());
-    let frame = masked(true, OP_TEXT, b"hello, world");
+    let frame = masked(true, OpCode::Text, b"hello, world");
     let mut clients = Vec::new();
     for path in ["/echo", "/ws"] {
         let mut client = open_ws(server.addr, path);
@@ -1212,7 +1270,7 @@ fn stalled_chat_client_does_not_delay_others_and_is_disconnected() {
         sent_at.push(Instant::now());
         let response = poster.post(&format!("{i}:{padding}"));
         assert_eq!(response.status, 200, "{}", response.text());
-        if server.shared.hub.dropped_count() > 0 {
+        if server.app.hub.dropped_count() > 0 {
             dropped_after = Some(i + 1);
             break;
         }
@@ -1277,7 +1335,9 @@ fn stats_count_websocket_connections_on_both_endpoints_and_drop_on_close() {
     );
     assert_eq!(stat(addr, "sse_connections"), 1);
     // A clean close handshake.
-    echo_a.close(1000, "", Duration::from_secs(5)).unwrap();
+    echo_a
+        .close(CloseCode::Normal, "", Duration::from_secs(5))
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(10), || count() == 3),
         "{}",
@@ -1291,7 +1351,7 @@ fn stats_count_websocket_connections_on_both_endpoints_and_drop_on_close() {
         count()
     );
     chat_a
-        .close(1001, "leaving", Duration::from_secs(5))
+        .close(CloseCode::GoingAway, "leaving", Duration::from_secs(5))
         .unwrap();
     drop(echo_b);
     assert!(
@@ -1323,12 +1383,12 @@ fn never_reading_client_is_freed_within_two_write_timeouts_of_being_dropped() {
     let padding = "x".repeat(60_000);
     let mut poster = Poster::new(addr);
     for i in 0..1000 {
-        if server.shared.hub.dropped_count() > 0 {
+        if server.app.hub.dropped_count() > 0 {
             break;
         }
         assert_eq!(poster.post(&format!("{i}:{padding}")).status, 200);
     }
-    assert_eq!(server.shared.hub.dropped_count(), 1, "never fell behind");
+    assert_eq!(server.app.hub.dropped_count(), 1, "never fell behind");
     let dropped = Instant::now();
     let limit = 2 * write_timeout + Duration::from_secs(1);
     let freed = eventually(Duration::from_secs(15), || {

@@ -16,10 +16,8 @@ use realtime_by_hand::client::describe_message;
 use realtime_by_hand::client::ws::{Received, WsClient};
 use realtime_by_hand::inspect::to_hex;
 use realtime_by_hand::json;
-use realtime_by_hand::websocket::connection::{Event, CLOSE_NORMAL};
-use realtime_by_hand::websocket::frame::{
-    self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT,
-};
+use realtime_by_hand::websocket::frame::{self, OpCode};
+use realtime_by_hand::websocket::message::{CloseCode, Event};
 
 const USAGE: &str = "usage: ws-client [URL] [--username NAME] [--origin ORIGIN] [--misbehave KIND]
   URL                the chat endpoint [ws://127.0.0.1:3000/ws]
@@ -70,27 +68,32 @@ fn broken_frame(kind: &str) -> Option<Vec<u8>> {
     let masked =
         |fin, opcode, payload: &[u8]| frame::encode_masked_frame(fin, opcode, payload, mask);
     Some(match kind {
-        "unmasked" => frame::encode_frame(OP_TEXT, b"hello"),
+        "unmasked" => frame::encode_frame(OpCode::Text, b"hello"),
         "reserved-bit" => {
-            let mut bytes = masked(true, OP_TEXT, b"hello");
+            let mut bytes = masked(true, OpCode::Text, b"hello");
             bytes[0] |= 0x40;
             bytes
         }
-        "bad-opcode" => masked(true, 0x3, b"hello"),
-        "big-control" => masked(true, OP_PING, &[b'x'; 126]),
-        "fragmented-control" => masked(false, OP_PING, b"hello"),
-        "invalid-utf8" => masked(true, OP_TEXT, &[0xC3, 0x28]),
-        "bad-close-code" => masked(true, OP_CLOSE, &1005u16.to_be_bytes()),
+        "bad-opcode" => {
+            // OpCode has no reserved values: set the four bits by hand.
+            let mut bytes = masked(true, OpCode::Text, b"hello");
+            bytes[0] = (bytes[0] & 0xF0) | 0x3;
+            bytes
+        }
+        "big-control" => masked(true, OpCode::Ping, &[b'x'; 126]),
+        "fragmented-control" => masked(false, OpCode::Ping, b"hello"),
+        "invalid-utf8" => masked(true, OpCode::Text, &[0xC3, 0x28]),
+        "bad-close-code" => masked(true, OpCode::Close, &1005u16.to_be_bytes()),
         "length-top-bit" => {
-            let mut bytes = vec![0x80 | OP_BINARY, 0x80 | 127];
+            let mut bytes = vec![0x80 | OpCode::Binary as u8, 0x80 | 127];
             bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
             bytes.extend_from_slice(&mask);
             bytes
         }
-        "continuation" => masked(true, OP_CONTINUATION, b"hello"),
+        "continuation" => masked(true, OpCode::Continuation, b"hello"),
         "too-big" => {
             let mut bytes = Vec::new();
-            frame::encode_header(&mut bytes, true, OP_BINARY, Some(mask), 1 << 62);
+            frame::encode_header(&mut bytes, true, OpCode::Binary, Some(mask), 1 << 62);
             bytes
         }
         _ => return None,
@@ -164,7 +167,7 @@ fn chat(mut client: WsClient, username: &str) -> ExitCode {
         // End of input: start the close handshake; the receiving loop
         // prints the server's answer and ends.
         eprintln!("ws-client: end of input, closing with 1000");
-        let _ = sender.send_close(Some(CLOSE_NORMAL), "end of input");
+        let _ = sender.send_close(Some(CloseCode::Normal), "end of input");
     });
     loop {
         match client.receive() {
@@ -214,8 +217,8 @@ fn misbehave_once(client: &mut WsClient, kind: &str) -> ExitCode {
                     }
                     None => println!("server answered: close without a code"),
                 }
-                // Finish the close handshake politely: echo the code back.
-                let _ = client.sender().send_close(frame.map(|f| f.code), "");
+                // The protocol core has echoed the code back, finishing
+                // the close handshake politely.
                 return ExitCode::SUCCESS;
             }
             Ok(other) => println!("server sent: {other:?}"),

@@ -1,11 +1,12 @@
 //! A WebSocket client: the handshake from the client's side (a fresh random
-//! key, and a check of the server's answer), masked frames, pings answered,
-//! and the close handshake. It reuses the server's frame code: the format
-//! is the same in both directions, only the masking rule is reversed.
+//! key, and a check of the server's answer), then the same protocol core
+//! as the server's (`websocket::protocol`), in the client's role: it masks
+//! every frame, answers pings and closes, and refuses to send after a close.
+//! Only the handshake and the reading loop are the client's own.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,89 +14,87 @@ use base64::Engine;
 
 use super::{read_response_head, ClientError, Url};
 use crate::random;
-use crate::websocket::connection::{close_payload, CloseFrame, Event, MessageReader, Role};
-use crate::websocket::frame::{self, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use crate::websocket::frame::OpCode;
 use crate::websocket::handshake::accept_key;
+use crate::websocket::message::{CloseCode, CloseFrame, Event, Role};
+use crate::websocket::protocol::{Message, Protocol, State};
+use crate::websocket::session::{Link, LinkError};
 
 /// A complete message from the server, or its close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     Text(String),
     Binary(Vec<u8>),
-    /// The server closed (we have answered); the close frame, if it had a code.
+    /// The server closed (the core has answered); its close frame, if it
+    /// had a code.
     Closed(Option<CloseFrame>),
 }
 
 pub struct WsClient {
     stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    reader: MessageReader,
+    buf: Box<[u8]>,
     sender: WsSender,
 }
 
 /// The sending half, which can be cloned into another thread (one thread
-/// reads lines from a terminal and sends them while another receives). A
-/// mutex keeps each frame whole and remembers whether our close went out.
+/// reads lines from a terminal and sends them while another receives). It
+/// shares the connection's [`Link`]: the core and the socket's write half.
 #[derive(Clone)]
 pub struct WsSender {
-    state: Arc<Mutex<SenderState>>,
+    link: Arc<Link>,
 }
 
-struct SenderState {
-    stream: TcpStream,
-    close_sent: bool,
+impl From<LinkError> for ClientError {
+    fn from(e: LinkError) -> ClientError {
+        match e {
+            LinkError::Io(e) => ClientError::Io(e),
+            other => ClientError::Refused(other.to_string()),
+        }
+    }
 }
 
 impl WsSender {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SenderState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Sends one frame, masked with a fresh random key (§5.3: a client
-    /// masks every frame, with a key that cannot be predicted).
-    pub fn send_frame(&self, fin: bool, opcode: u8, payload: &[u8]) -> Result<(), ClientError> {
-        let frame = frame::encode_masked_frame(fin, opcode, payload, random::random_mask());
-        self.send_raw(&frame)
+    /// Sends one frame as given, masked by the core with a fresh random key
+    /// (§5.3: a client masks every frame, with a key that cannot be
+    /// predicted).
+    pub fn send_frame(&self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), ClientError> {
+        Ok(self.link.send_frame(fin, opcode, payload)?)
     }
 
     pub fn send_text(&self, text: &str) -> Result<(), ClientError> {
-        self.send_frame(true, OP_TEXT, text.as_bytes())
+        Ok(self.link.send(Message::Text(text.to_string()))?)
     }
 
     pub fn send_binary(&self, data: &[u8]) -> Result<(), ClientError> {
-        self.send_frame(true, OP_BINARY, data)
+        Ok(self.link.send(Message::Binary(data.to_vec()))?)
+    }
+
+    /// Sends a whole message, moved rather than copied.
+    pub fn send(&self, message: Message) -> Result<(), ClientError> {
+        Ok(self.link.send(message)?)
     }
 
     /// Writes bytes as they are, however wrong: for tests and for
     /// `ws-client --misbehave`.
     pub fn send_raw(&self, bytes: &[u8]) -> Result<(), ClientError> {
-        let mut state = self.lock();
-        if state.close_sent {
-            return Err(ClientError::Refused(
-                "the close frame was already sent".into(),
-            ));
-        }
-        Ok(state.stream.write_all(bytes)?)
+        Ok(self.link.send_raw(bytes)?)
     }
 
-    /// Sends a close frame, once. `None`: an empty close payload.
-    pub fn send_close(&self, code: Option<u16>, reason: &str) -> Result<(), ClientError> {
-        let mut state = self.lock();
-        if state.close_sent {
-            return Ok(());
+    /// Sends a close frame, once: a second call does nothing. `None`: an
+    /// empty close payload.
+    pub fn send_close(&self, code: Option<CloseCode>, reason: &str) -> Result<(), ClientError> {
+        match self.link.close(code, reason) {
+            Ok(()) | Err(LinkError::Closing) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        state.close_sent = true;
-        let payload = code.map(|c| close_payload(c, reason)).unwrap_or_default();
-        let frame = frame::encode_masked_frame(true, OP_CLOSE, &payload, random::random_mask());
-        Ok(state.stream.write_all(&frame)?)
     }
 }
 
 /// The largest message the client accepts.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How long one write to the server may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WsClient {
     /// Connects to `ws://host:port/path`.
@@ -150,18 +149,14 @@ impl WsClient {
             )));
         }
         stream.set_read_timeout(None)?;
-        let sender = WsSender {
-            state: Arc::new(Mutex::new(SenderState {
-                stream: stream.try_clone()?,
-                close_sent: false,
-            })),
-        };
+        let protocol = Protocol::new(Role::Client, MAX_MESSAGE);
+        let link = Link::new(protocol, stream.try_clone()?, WRITE_TIMEOUT, None);
+        // Frames the server sent right behind its 101 are the core's first input.
+        link.receive(&leftover);
         Ok(WsClient {
             stream,
-            buf: leftover,
-            start: 0,
-            reader: MessageReader::new(Role::Client, MAX_MESSAGE),
-            sender,
+            buf: vec![0u8; 16 * 1024].into_boxed_slice(),
+            sender: WsSender { link },
         })
     }
 
@@ -174,7 +169,12 @@ impl WsClient {
         Ok(self.stream.set_read_timeout(timeout)?)
     }
 
-    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> Result<(), ClientError> {
+    pub fn send_frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
         self.sender.send_frame(fin, opcode, payload)
     }
 
@@ -191,58 +191,42 @@ impl WsClient {
         self.sender.send_raw(bytes)
     }
 
-    /// The next frame-level event, pings and pongs included, unanswered.
+    /// The next frame-level event, pings and pongs included. The core has
+    /// already answered what needs an answer (a ping, a close).
     pub fn next_event(&mut self) -> Result<Event, ClientError> {
-        let mut chunk = [0u8; 16 * 1024];
+        let link = &self.sender.link;
         loop {
-            if self.start < self.buf.len() {
-                let result = self.reader.receive(&self.buf[self.start..]);
-                match result {
-                    Ok((used, event)) => {
-                        self.start += used;
-                        if self.start == self.buf.len() {
-                            self.buf.clear();
-                            self.start = 0;
-                        }
-                        if let Some(event) = event {
-                            return Ok(event);
-                        }
-                    }
-                    Err(error) => {
-                        // The server broke the protocol: fail the connection.
-                        let _ = self
-                            .sender
-                            .send_close(Some(error.close_code()), &error.to_string());
-                        let _ = self.stream.shutdown(Shutdown::Both);
-                        return Err(ClientError::Refused(format!(
-                            "protocol error from the server: {error}"
-                        )));
-                    }
+            match link.next_event() {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) if link.state() == State::Closed => return Err(ClientError::Closed),
+                Ok(None) => {}
+                Err(error) => {
+                    // The server broke the protocol: the core has queued the
+                    // close with the right code; end the connection.
+                    link.shutdown();
+                    return Err(ClientError::Refused(format!(
+                        "protocol error from the server: {error}"
+                    )));
                 }
-                continue;
             }
-            let n = self.stream.read(&mut chunk)?;
+            let n = self.stream.read(&mut self.buf)?;
             if n == 0 {
+                link.receive_eof();
                 return Err(ClientError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            link.receive(&self.buf[..n]);
         }
     }
 
-    /// The next message. Pings are answered on the way; a close from the
-    /// server is answered and returned as [`Received::Closed`].
+    /// The next message. A close from the server is returned as
+    /// [`Received::Closed`] (the core has answered it).
     pub fn receive(&mut self) -> Result<Received, ClientError> {
         loop {
             match self.next_event()? {
                 Event::Text(text) => return Ok(Received::Text(text)),
                 Event::Binary(data) => return Ok(Received::Binary(data)),
-                Event::Ping(payload) => self.send_frame(true, OP_PONG, &payload)?,
-                Event::Pong(_) => {}
-                Event::Close(frame) => {
-                    // §5.5.1: answer with a close echoing the code.
-                    let _ = self.sender.send_close(frame.as_ref().map(|f| f.code), "");
-                    return Ok(Received::Closed(frame));
-                }
+                Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(frame) => return Ok(Received::Closed(frame)),
             }
         }
     }
@@ -251,7 +235,7 @@ impl WsClient {
     /// server's answer. Returns the server's close frame.
     pub fn close(
         &mut self,
-        code: u16,
+        code: CloseCode,
         reason: &str,
         timeout: Duration,
     ) -> Result<Option<CloseFrame>, ClientError> {

@@ -1,6 +1,7 @@
 //! HTTP/1.1 by hand: reading requests off a socket with limits and
-//! deadlines ([`Connection`]), parsing their heads ([`head`]), and writing
-//! responses ([`Response`]).
+//! deadlines ([`Connection`]), parsing their heads ([`head`]), writing
+//! responses ([`Response`]) within a deadline, and closing without losing
+//! the last answer ([`linger`]).
 
 pub mod head;
 mod response;
@@ -10,7 +11,7 @@ pub use response::{reason_phrase, Response};
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Everything about a request that gets an HTTP error answer. Each variant
@@ -172,9 +173,35 @@ impl Connection {
         }
     }
 
-    /// Reads a body of exactly `length` bytes, which must arrive before
-    /// `deadline`. The caller has already checked `length` against its limit.
-    pub fn read_body(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    /// Reads the body of `head`, `length` bytes (from [`body_length`]), the
+    /// one way every route reads a body:
+    /// - a body over `limits.max_body` is refused before a byte of it is
+    ///   read (413);
+    /// - a client that sent `Expect: 100-continue` is waiting for a go-ahead
+    ///   before it sends the body (curl does this for large bodies), so it
+    ///   gets `100 Continue` first (RFC 9110 §10.1.1);
+    /// - the whole body must arrive within `limits.timeout`.
+    pub fn read_body(
+        &mut self,
+        head: &RequestHead,
+        length: usize,
+        limits: BodyLimits,
+    ) -> Result<Vec<u8>, ReadError> {
+        if length > limits.max_body {
+            return Err(HttpError::BodyTooLarge {
+                limit: limits.max_body,
+            }
+            .into());
+        }
+        if head.has_token("expect", "100-continue") {
+            let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
+            write_all_within(&self.stream, go_on, limits.write_timeout).map_err(ReadError::Io)?;
+        }
+        self.read_exactly(length, Instant::now() + limits.timeout)
+    }
+
+    /// Reads exactly `length` bytes, which must arrive before `deadline`.
+    fn read_exactly(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
         let mut body = Vec::with_capacity(length);
         while body.len() < length {
             if self.start == self.end {
@@ -187,20 +214,17 @@ impl Connection {
         Ok(body)
     }
 
-    /// Half-closes the connection after a final response, then reads and
-    /// discards what the client still sends, for at most `time` and `bytes`,
-    /// so that closing does not reset the connection under the response
-    /// (see `server::refuse`).
-    pub fn linger(&mut self, time: Duration, bytes: usize) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        let deadline = Instant::now() + time;
-        let mut discarded = 0;
-        while discarded < bytes {
-            self.start = self.end; // everything buffered is discarded too
-            match self.fill(deadline) {
-                Ok(()) => discarded += self.end,
-                Err(_) => break,
-            }
+    /// Sends a last response and ends the connection without losing it.
+    ///
+    /// The request may not have been read to its end (a body over the
+    /// limit, a head that broke a rule). Closing a socket with unread bytes
+    /// makes the kernel answer with a reset, which can destroy the response
+    /// before the client reads it. So: write, then [`linger`].
+    pub fn refuse(&mut self, response: &Response, write_timeout: Duration) {
+        let bytes = response.to_bytes(false, true);
+        if write_all_within(&self.stream, &bytes, write_timeout).is_ok() {
+            self.start = self.end; // what is buffered is discarded too
+            linger(&self.stream, LINGER, LINGER_BYTES);
         }
     }
 
@@ -241,6 +265,75 @@ impl Connection {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Err(e) => Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// Limits for reading one request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The largest body accepted (`--max-body`).
+    pub max_body: usize,
+    /// The whole body must arrive within this (`--head-timeout-secs`).
+    pub timeout: Duration,
+    /// For the `100 Continue` answer (`--write-timeout-secs`).
+    pub write_timeout: Duration,
+}
+
+/// How long, and for how many bytes, [`Connection::refuse`] lingers.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes our side of a connection without losing what we last wrote:
+/// half-closes it (the peer sees the end of our data), then reads and
+/// discards what the peer still sends, until it closes too, `time` passes,
+/// or `bytes` have been thrown away. Only then may the socket be dropped:
+/// closing a socket with unread input makes the kernel send a reset, which
+/// can destroy our last answer before the peer has read it.
+pub fn linger(stream: &TcpStream, time: Duration, bytes: usize) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + time;
+    let mut budget = bytes;
+    let mut scratch = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        if discard_input(stream, &mut scratch, &mut budget) == Input::Finished {
+            return;
+        }
+    }
+}
+
+/// What [`discard_input`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Nothing more to read for now; the peer may still send.
+    Pending,
+    /// The peer closed, the socket failed, or the budget is spent.
+    Finished,
+}
+
+/// Reads and throws away whatever the socket has ready, taking it off
+/// `budget`. One step of [`linger`]; the doorman calls it on many
+/// non-blocking sockets in turn, where a blocking linger would wait on one.
+pub fn discard_input(stream: &TcpStream, scratch: &mut [u8], budget: &mut usize) -> Input {
+    loop {
+        match (&*stream).read(scratch) {
+            Ok(0) => return Input::Finished,
+            Ok(n) if n >= *budget => return Input::Finished,
+            Ok(n) => *budget -= n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Input::Pending
+            }
+            Err(_) => return Input::Finished,
         }
     }
 }

@@ -22,23 +22,49 @@
 
 use std::fmt;
 
-pub const OP_CONTINUATION: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
+/// The opcode of a frame (§5.2): what its payload is. The numbers are the
+/// ones on the wire; every other value of the four bits is reserved, and
+/// [`parse_header`] refuses it, so a `match` on an `OpCode` needs no
+/// catch-all arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpCode {
+    /// The next piece of a fragmented message (§5.4).
+    Continuation = 0x0,
+    Text = 0x1,
+    Binary = 0x2,
+    Close = 0x8,
+    Ping = 0x9,
+    Pong = 0xA,
+}
+
+impl OpCode {
+    /// The opcode for the low four bits of a frame's first byte, if it is
+    /// one RFC 6455 defines.
+    pub fn from_bits(bits: u8) -> Option<OpCode> {
+        match bits {
+            0x0 => Some(OpCode::Continuation),
+            0x1 => Some(OpCode::Text),
+            0x2 => Some(OpCode::Binary),
+            0x8 => Some(OpCode::Close),
+            0x9 => Some(OpCode::Ping),
+            0xA => Some(OpCode::Pong),
+            _ => None,
+        }
+    }
+
+    /// Control frames (close, ping, pong) have opcodes with the high bit
+    /// set (§5.5): they may come between the fragments of a message.
+    pub fn is_control(self) -> bool {
+        self as u8 & 0x8 != 0
+    }
+}
 
 /// The longest header: 2 bytes, a 64-bit length, a 4-byte masking key.
 pub const MAX_HEADER_LEN: usize = 14;
 
 /// RFC 6455 §5.5: control frames carry at most 125 bytes of payload.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
-
-/// Control frames (close, ping, pong) have opcodes with the high bit set.
-pub fn is_control(opcode: u8) -> bool {
-    opcode & 0x8 != 0
-}
 
 /// A frame header, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +73,7 @@ pub struct FrameHeader {
     pub fin: bool,
     /// RSV1..RSV3 as three bits; non-zero only with a negotiated extension.
     pub rsv: u8,
-    pub opcode: u8,
+    pub opcode: OpCode,
     /// Present on every frame from a client, never on one from a server.
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
@@ -62,7 +88,7 @@ pub enum FrameError {
     /// Opcodes 0x3–0x7 and 0xB–0xF are reserved (§5.2).
     ReservedOpcode(u8),
     /// A control frame without FIN (§5.5).
-    FragmentedControl(u8),
+    FragmentedControl(OpCode),
     /// A control frame with more than 125 bytes (§5.5).
     ControlTooLong(u64),
     /// A 64-bit length with its most significant bit set (§5.2).
@@ -79,7 +105,9 @@ impl fmt::Display for FrameError {
                 write!(f, "reserved bits {bits:03b} set without an extension")
             }
             FrameError::ReservedOpcode(op) => write!(f, "reserved opcode 0x{op:x}"),
-            FrameError::FragmentedControl(op) => write!(f, "control frame 0x{op:x} is fragmented"),
+            FrameError::FragmentedControl(op) => {
+                write!(f, "control frame 0x{:x} is fragmented", *op as u8)
+            }
             FrameError::ControlTooLong(len) => {
                 write!(f, "control frame of {len} bytes (at most 125)")
             }
@@ -105,19 +133,15 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameErr
     };
     let fin = b0 & 0x80 != 0;
     let rsv = (b0 >> 4) & 0x7;
-    let opcode = b0 & 0x0F;
     let masked = b1 & 0x80 != 0;
     let len7 = b1 & 0x7F;
     if rsv != 0 {
         return Err(FrameError::ReservedBits(rsv));
     }
-    if !matches!(
-        opcode,
-        OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
-    ) {
-        return Err(FrameError::ReservedOpcode(opcode));
-    }
-    if is_control(opcode) {
+    let Some(opcode) = OpCode::from_bits(b0 & 0x0F) else {
+        return Err(FrameError::ReservedOpcode(b0 & 0x0F));
+    };
+    if opcode.is_control() {
         if !fin {
             return Err(FrameError::FragmentedControl(opcode));
         }
@@ -182,11 +206,11 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameErr
 pub fn encode_header(
     out: &mut Vec<u8>,
     fin: bool,
-    opcode: u8,
+    opcode: OpCode,
     mask: Option<[u8; 4]>,
     payload_len: u64,
 ) {
-    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0F));
+    out.push(if fin { 0x80 } else { 0 } | opcode as u8);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     if payload_len < 126 {
         out.push(mask_bit | payload_len as u8);
@@ -203,7 +227,7 @@ pub fn encode_header(
 }
 
 /// A whole unfragmented frame as a server sends it: FIN set, no mask.
-pub fn encode_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
     encode_header(&mut out, true, opcode, None, payload.len() as u64);
     out.extend_from_slice(payload);
@@ -211,7 +235,7 @@ pub fn encode_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A whole frame as a client sends it: masked with `mask` (§5.3).
-pub fn encode_masked_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+pub fn encode_masked_frame(fin: bool, opcode: OpCode, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
     encode_header(&mut out, fin, opcode, Some(mask), payload.len() as u64);
     let start = out.len();
@@ -260,9 +284,9 @@ mod tests {
         let (h, n) = parse(&unmasked);
         assert_eq!(
             (h.fin, h.opcode, h.mask, h.payload_len, n),
-            (true, OP_TEXT, None, 5, 2)
+            (true, OpCode::Text, None, 5, 2)
         );
-        assert_eq!(encode_frame(OP_TEXT, b"Hello"), unmasked);
+        assert_eq!(encode_frame(OpCode::Text, b"Hello"), unmasked);
 
         // A single-frame masked text message: "Hello".
         let masked = [
@@ -277,7 +301,7 @@ mod tests {
         apply_mask(&mut payload, h.mask.unwrap(), 0);
         assert_eq!(payload, b"Hello");
         assert_eq!(
-            encode_masked_frame(true, OP_TEXT, b"Hello", [0x37, 0xfa, 0x21, 0x3d]),
+            encode_masked_frame(true, OpCode::Text, b"Hello", [0x37, 0xfa, 0x21, 0x3d]),
             masked
         );
 
@@ -289,7 +313,7 @@ mod tests {
             FrameHeader {
                 fin: false,
                 rsv: 0,
-                opcode: OP_TEXT,
+                opcode: OpCode::Text,
                 mask: None,
                 payload_len: 3
             }
@@ -299,7 +323,7 @@ mod tests {
             FrameHeader {
                 fin: true,
                 rsv: 0,
-                opcode: OP_CONTINUATION,
+                opcode: OpCode::Continuation,
                 mask: None,
                 payload_len: 2
             }
@@ -307,21 +331,21 @@ mod tests {
 
         // Unmasked ping with "Hello", and the masked pong answering it.
         let ping = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-        assert_eq!(encode_frame(OP_PING, b"Hello"), ping);
+        assert_eq!(encode_frame(OpCode::Ping, b"Hello"), ping);
         let pong = [
             0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
         ];
         assert_eq!(
-            encode_masked_frame(true, OP_PONG, b"Hello", [0x37, 0xfa, 0x21, 0x3d]),
+            encode_masked_frame(true, OpCode::Pong, b"Hello", [0x37, 0xfa, 0x21, 0x3d]),
             pong
         );
 
         // 256 bytes of binary data in a single unmasked frame: 16-bit length.
-        let mut big = encode_frame(OP_BINARY, &[0u8; 256]);
+        let mut big = encode_frame(OpCode::Binary, &[0u8; 256]);
         assert_eq!(big[..4], [0x82, 0x7E, 0x01, 0x00]);
         assert_eq!(parse(&big).0.payload_len, 256);
         // 64 KiB in a single unmasked frame: 64-bit length.
-        big = encode_frame(OP_BINARY, &vec![0u8; 65536]);
+        big = encode_frame(OpCode::Binary, &vec![0u8; 65536]);
         assert_eq!(
             big[..10],
             [0x82, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00]
@@ -331,7 +355,7 @@ mod tests {
 
     #[test]
     fn incomplete_headers_ask_for_more() {
-        let frame = encode_masked_frame(true, OP_BINARY, &[7u8; 70_000], [1, 2, 3, 4]);
+        let frame = encode_masked_frame(true, OpCode::Binary, &[7u8; 70_000], [1, 2, 3, 4]);
         for cut in 0..14 {
             assert_eq!(parse_header(&frame[..cut]).unwrap(), None, "cut at {cut}");
         }
@@ -358,7 +382,7 @@ mod tests {
         );
         assert_eq!(
             parse_header(&[0x09, 0x80]),
-            Err(FrameError::FragmentedControl(OP_PING))
+            Err(FrameError::FragmentedControl(OpCode::Ping))
         );
         assert_eq!(
             parse_header(&[0x88, 0xFE]),
@@ -413,12 +437,12 @@ mod tests {
         for len in [0usize, 1, 125, 126, 127, 65535, 65536, 100_000] {
             for mask in [None, Some([9, 8, 7, 6])] {
                 let mut out = Vec::new();
-                encode_header(&mut out, len % 2 == 0, OP_BINARY, mask, len as u64);
+                encode_header(&mut out, len % 2 == 0, OpCode::Binary, mask, len as u64);
                 let (h, n) = parse(&out);
                 assert_eq!(n, out.len());
                 assert_eq!(
                     (h.fin, h.opcode, h.mask, h.payload_len),
-                    (len % 2 == 0, OP_BINARY, mask, len as u64)
+                    (len % 2 == 0, OpCode::Binary, mask, len as u64)
                 );
             }
         }

@@ -1,156 +1,238 @@
-//! A WebSocket connection on a real socket: the reading loop around
-//! [`MessageReader`], answers to pings, liveness checks, the close
-//! handshake, and a writer that two threads can share.
+//! A WebSocket connection on a real socket: the [`Protocol`] core behind a
+//! lock with the socket's write half ([`Link`]), and the server's reading
+//! loop around it ([`Session`]): reading, liveness pings, and closing TCP
+//! once the protocol is done.
+//!
+//! Nothing here decides what to answer: the core does. This file only moves
+//! bytes between the socket and the core, and keeps time.
 
+use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::connection::{
-    close_payload, Event, MessageError, MessageReader, Role, CLOSE_GOING_AWAY,
-};
-use super::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
-use crate::http::write_parts_within;
-use crate::inspect::{Direction, Kind, PREVIEW_BYTES};
-use crate::server::Shared;
+use super::frame::OpCode;
+use super::message::{CloseCode, Event, MessageError};
+use super::protocol::{Message, Outgoing, Protocol, SendError, State};
+use crate::http::{linger, write_parts_within};
+use crate::tap::{Direction, Tap, PREVIEW};
 
-/// Where to report frames for the inspector: the server and a connection id.
-pub type Inspect = Option<(Arc<Shared>, u64)>;
-
-/// The write half of a connection, shared by the threads that write to it.
+/// The protocol core and the socket it writes to, shared by the threads of
+/// one connection (a chat connection's reader and its broadcast writer; a
+/// client's receiving loop and the thread that sends what is typed).
 ///
-/// A frame must go out whole: if two threads wrote at once, their bytes
-/// could interleave and corrupt both frames. The mutex makes each frame one
-/// indivisible write. It also remembers when the connection may take no
-/// more frames: after our close frame (RFC 6455 §5.5.1), and after a failed
-/// write, which may have left half a frame on the wire.
-pub struct FrameWriter {
-    state: Mutex<WriterState>,
-    inspect: Inspect,
+/// The lock keeps each frame whole (two threads writing at once could
+/// interleave their bytes) and keeps frames in the order the core queued
+/// them. The core refuses frames after our close; the link also refuses
+/// them after a failed write, which may have left half a frame on the wire.
+pub struct Link {
+    state: Mutex<LinkState>,
+    tap: Option<Box<dyn Tap>>,
 }
 
-struct WriterState {
+struct LinkState {
+    protocol: Protocol,
     stream: TcpStream,
     /// The most one frame may take to write (`--write-timeout-secs`).
-    timeout: Duration,
-    /// `Some(why)` once nothing more may be written.
-    closed: Option<String>,
+    write_timeout: Duration,
+    /// Set when a write failed: the error, for the log.
+    broken: Option<String>,
 }
 
-impl WriterState {
-    /// Writes one whole frame (given in one or more pieces) within the write
-    /// timeout, or closes the writer for good if that fails.
-    fn write(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        if let Some(why) = &self.closed {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
+/// Why a frame could not be sent.
+#[derive(Debug)]
+pub enum LinkError {
+    /// The protocol refuses it: our close frame went out already.
+    Closing,
+    /// An earlier write failed; nothing more can go on this connection.
+    Broken(String),
+    /// This write failed (or did not finish in time).
+    Io(io::Error),
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Closing => write!(f, "{}", SendError::Closed),
+            LinkError::Broken(why) => write!(f, "the connection is broken ({why})"),
+            LinkError::Io(e) => write!(f, "a write failed: {e}"),
         }
-        let written = write_parts_within(&self.stream, parts, self.timeout);
-        if let Err(e) = &written {
-            self.closed = Some(format!("a write failed: {e}"));
-        }
-        written
     }
 }
 
-/// Payloads up to this size are copied behind their header and written in
-/// one call; larger ones go as two writes (under one deadline), to avoid
-/// copying megabytes.
-const COPY_LIMIT: usize = 16 * 1024;
+impl std::error::Error for LinkError {}
 
-impl FrameWriter {
-    pub fn new(stream: TcpStream, timeout: Duration, inspect: Inspect) -> Arc<FrameWriter> {
-        let state = WriterState {
+impl From<SendError> for LinkError {
+    fn from(_: SendError) -> LinkError {
+        LinkError::Closing
+    }
+}
+
+impl Link {
+    /// `stream`: the connection's write half (a `try_clone` of the socket).
+    pub fn new(
+        protocol: Protocol,
+        stream: TcpStream,
+        write_timeout: Duration,
+        tap: Option<Box<dyn Tap>>,
+    ) -> Arc<Link> {
+        let state = LinkState {
+            protocol,
             stream,
-            timeout,
-            closed: None,
+            write_timeout,
+            broken: None,
         };
-        Arc::new(FrameWriter {
+        Arc::new(Link {
             state: Mutex::new(state),
-            inspect,
+            tap,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, WriterState> {
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // A panic elsewhere while holding the lock leaves nothing half-done
+        // that matters here: carry on with the data as it is.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// True while someone watches `/inspect` (and this connection is shown).
-    fn watched(&self) -> bool {
-        self.inspect
-            .as_ref()
-            .is_some_and(|(shared, _)| shared.inspector.active())
+    // ----- what the peer sent -----
+
+    /// Hands received bytes to the core.
+    pub fn receive(&self, bytes: &[u8]) {
+        self.lock().protocol.receive_data(bytes);
     }
 
-    fn record(&self, bytes: &[u8], total: usize) {
-        if let Some((shared, id)) = &self.inspect {
-            let inspector = &shared.inspector;
-            inspector.record_prefix(Direction::Out, *id, Kind::WebSocket, bytes, total);
-        }
+    /// The peer closed TCP.
+    pub fn receive_eof(&self) {
+        self.lock().protocol.receive_eof();
     }
 
-    /// Writes one encoded frame.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    /// The next event in what was received, with the replies the core
+    /// queued for it written out. See [`Protocol::next_event`].
+    pub fn next_event(&self) -> Result<Option<Event>, MessageError> {
         let mut state = self.lock();
-        self.record(frame, frame.len());
-        state.write(&[frame])
+        // Copying frames for the inspector costs something: only while
+        // somebody is watching.
+        let watching = self.tap.as_ref().is_some_and(|tap| tap.watching());
+        state.protocol.keep_frames(watching);
+        let result = state.protocol.next_event();
+        if let Some(tap) = &self.tap {
+            for (wire, total) in state.protocol.take_seen_frames() {
+                tap.record(Direction::In, &wire, total as usize);
+            }
+        }
+        // A write that fails here shows up at the next send, or as the
+        // reason the connection ended.
+        let _ = self.flush(&mut state);
+        result
     }
 
-    /// Writes `payload` as one unmasked, unfragmented message.
-    pub fn send_message(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
-        frame::encode_header(&mut header, true, opcode, None, payload.len() as u64);
+    // ----- what we send -----
+
+    /// Sends a whole message in one frame.
+    pub fn send(&self, message: Message) -> Result<(), LinkError> {
         let mut state = self.lock();
-        // Recorded under the lock, like every frame: the inspector then
-        // lists frames in the order they go on the wire.
-        if self.watched() {
-            let preview = [&header[..], &payload[..payload.len().min(PREVIEW_BYTES)]].concat();
-            self.record(&preview, header.len() + payload.len());
-        }
-        if payload.len() <= COPY_LIMIT {
-            header.extend_from_slice(payload);
-            state.write(&[&header])
-        } else {
-            state.write(&[&header, payload])
-        }
+        Self::usable(&state)?;
+        state.protocol.send_message(message)?;
+        self.flush(&mut state)
     }
 
-    /// Sends our close frame, unless the writer is already closed. `None`
-    /// sends an empty close payload (the answer to a close without a code).
-    pub fn send_close(&self, code: Option<u16>, reason: &str) -> io::Result<()> {
+    /// Sends one frame as given (fragments, or a test's odd frames).
+    pub fn send_frame(&self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), LinkError> {
         let mut state = self.lock();
-        if state.closed.is_some() {
-            return Ok(());
+        Self::usable(&state)?;
+        state.protocol.send_frame(fin, opcode, payload)?;
+        self.flush(&mut state)
+    }
+
+    /// Sends a frame encoded once for every subscriber (a broadcast).
+    pub fn send_shared(&self, frame: &Arc<[u8]>) -> Result<(), LinkError> {
+        let mut state = self.lock();
+        Self::usable(&state)?;
+        state.protocol.send_shared(frame)?;
+        self.flush(&mut state)
+    }
+
+    pub fn ping(&self, payload: &[u8]) -> Result<(), LinkError> {
+        let mut state = self.lock();
+        Self::usable(&state)?;
+        state.protocol.send_ping(payload)?;
+        self.flush(&mut state)
+    }
+
+    /// Sends our close frame, unless one went out already (then `Closing`).
+    pub fn close(&self, code: Option<CloseCode>, reason: &str) -> Result<(), LinkError> {
+        let mut state = self.lock();
+        Self::usable(&state)?;
+        state.protocol.send_close(code, reason)?;
+        self.flush(&mut state)
+    }
+
+    /// Writes bytes as they are, however wrong, past the core: only for
+    /// tests and `ws-client --misbehave`, which break the protocol on
+    /// purpose. Refused, like any frame, once our close went out.
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<(), LinkError> {
+        let state = self.lock();
+        Self::usable(&state)?;
+        if state.protocol.state() != State::Open {
+            return Err(LinkError::Closing);
         }
-        let payload = code
-            .map(|code| close_payload(code, reason))
-            .unwrap_or_default();
-        let frame = frame::encode_frame(OP_CLOSE, &payload);
-        self.record(&frame, frame.len());
-        let written = state.write(&[&frame]);
-        if written.is_ok() {
-            state.closed = Some(match code {
-                Some(code) => format!("the server closed with {code} {reason:?}"),
-                None => "the server answered a close".to_string(),
-            });
+        let timeout = state.write_timeout;
+        write_parts_within(&state.stream, &[bytes], timeout).map_err(LinkError::Io)
+    }
+
+    fn usable(state: &LinkState) -> Result<(), LinkError> {
+        match &state.broken {
+            Some(why) => Err(LinkError::Broken(why.clone())),
+            None => Ok(()),
         }
-        written
     }
 
-    /// Nothing more may be written; `why` is kept for the log.
-    pub fn mark_closed(&self, why: &str) {
-        self.lock().closed.get_or_insert_with(|| why.to_string());
+    /// Writes every frame the core has queued, each whole and within the
+    /// write deadline, reporting each to the tap in wire order.
+    fn flush(&self, state: &mut LinkState) -> Result<(), LinkError> {
+        for frame in state.protocol.data_to_send() {
+            if state.broken.is_some() {
+                break;
+            }
+            self.report(&frame);
+            let written = write_parts_within(&state.stream, &frame.parts(), state.write_timeout);
+            if let Err(e) = written {
+                state.broken = Some(format!("a write failed: {e}"));
+                return Err(LinkError::Io(e));
+            }
+        }
+        Ok(())
     }
 
-    /// Why the writer was closed, if it was.
-    pub fn closed_reason(&self) -> Option<String> {
-        self.lock().closed.clone()
+    fn report(&self, frame: &Outgoing) {
+        let Some(tap) = &self.tap else { return };
+        if !tap.watching() {
+            return;
+        }
+        let [head, body] = frame.parts();
+        let preview = [head, &body[..body.len().min(PREVIEW)]].concat();
+        tap.record(Direction::Out, &preview, frame.len());
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed.is_some()
+    // ----- the connection as a whole -----
+
+    /// Where the protocol is (open, closing, closed).
+    pub fn state(&self) -> State {
+        self.lock().protocol.state()
+    }
+
+    /// True while frames may still be sent.
+    pub fn is_open(&self) -> bool {
+        let state = self.lock();
+        state.broken.is_none() && state.protocol.state() == State::Open
+    }
+
+    /// Why writing stopped, if a write failed.
+    pub fn broken(&self) -> Option<String> {
+        self.lock().broken.clone()
     }
 
     /// Ends the TCP connection in both directions, which also wakes a
@@ -160,34 +242,36 @@ impl FrameWriter {
     }
 }
 
-/// A complete data message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
 /// How a session ended.
 #[derive(Debug)]
 pub enum Ended {
     /// The peer sent a close frame (with this code, if any) and we answered.
-    PeerClosed(Option<u16>),
+    PeerClosed(Option<CloseCode>),
     /// The peer broke the protocol; we closed with the error's code.
     Violation(MessageError),
     /// Silence, then no answer to our ping.
     Unresponsive,
-    /// The connection ended without a close handshake, or failed.
-    Dropped(String),
+    /// We closed first (the application asked to), then the connection ended.
+    ServerClosed,
+    /// TCP ended without a close frame.
+    TcpClosed,
+    /// A write failed or timed out (the peer stopped reading).
+    WriteFailed(String),
+    /// Reading from the socket failed.
+    ReadFailed(io::Error),
 }
 
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ended::PeerClosed(Some(code)) => write!(f, "the client closed with {code}"),
             Ended::PeerClosed(None) => write!(f, "the client closed without a code"),
             Ended::Violation(e) => write!(f, "closed with {}: {e}", e.close_code()),
             Ended::Unresponsive => write!(f, "no answer to a ping"),
-            Ended::Dropped(why) => write!(f, "dropped: {why}"),
+            Ended::ServerClosed => write!(f, "the server closed it"),
+            Ended::TcpClosed => write!(f, "the client closed TCP without a close frame"),
+            Ended::WriteFailed(why) => write!(f, "dropped: {why}"),
+            Ended::ReadFailed(e) => write!(f, "dropped: a read failed: {e}"),
         }
     }
 }
@@ -203,86 +287,61 @@ pub struct Timeouts {
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The reading side of a WebSocket connection.
+/// What the server sends to find out whether a quiet peer is still there.
+const PING_PAYLOAD: &[u8] = b"are you there?";
+
+/// The server's reading side of a WebSocket connection.
 pub struct Session {
     stream: TcpStream,
     buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    reader: MessageReader,
-    pub writer: Arc<FrameWriter>,
+    link: Arc<Link>,
     timeouts: Timeouts,
-    inspect: Inspect,
 }
 
 impl Session {
     /// `leftover`: bytes that arrived together with the handshake request.
-    pub fn new(
-        stream: TcpStream,
-        leftover: &[u8],
-        writer: Arc<FrameWriter>,
-        max_message: usize,
-        timeouts: Timeouts,
-        inspect: Inspect,
-    ) -> Session {
-        let mut buf = vec![0u8; READ_CHUNK.max(leftover.len())].into_boxed_slice();
-        buf[..leftover.len()].copy_from_slice(leftover);
-        let reader = MessageReader::new(Role::Server, max_message);
+    pub fn new(stream: TcpStream, leftover: &[u8], link: Arc<Link>, timeouts: Timeouts) -> Session {
+        link.receive(leftover);
         Session {
             stream,
-            buf,
-            start: 0,
-            end: leftover.len(),
-            reader,
-            writer,
+            buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            link,
             timeouts,
-            inspect,
         }
     }
 
-    /// Waits for the next data message, answering pings and keeping the
-    /// connection alive meanwhile. Every `Err` means the connection is over
-    /// (the close handshake, if any, is already done).
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Waits for the next data message; pings are answered and the peer's
+    /// liveness is checked meanwhile. Every `Err` means the connection is
+    /// over, and closed.
     pub fn next_message(&mut self) -> Result<Message, Ended> {
-        let mut ping_sent = false;
         loop {
-            while self.start < self.end {
-                // Copying frames for the inspector costs something: only
-                // while somebody is watching.
-                self.reader.keep_frames = self
-                    .inspect
-                    .as_ref()
-                    .is_some_and(|(s, _)| s.inspector.active());
-                let result = self.reader.receive(&self.buf[self.start..self.end]);
-                self.report_frames();
-                let (used, event) = match result {
-                    Ok(ok) => ok,
-                    Err(error) => {
-                        self.close(Some(error.close_code()), &error.to_string());
-                        return Err(Ended::Violation(error));
-                    }
-                };
-                self.start += used;
-                match event {
-                    None => {}
-                    // RFC 6455 §5.5.2: a pong carries the ping's payload back.
-                    Some(Event::Ping(payload)) => {
-                        if let Err(e) = self.writer.send(&frame::encode_frame(OP_PONG, &payload)) {
-                            return Err(self.dropped(e.to_string()));
-                        }
-                    }
-                    Some(Event::Pong(_)) => {}
-                    // §5.5.1: answer a close with a close, echoing its code.
-                    Some(Event::Close(frame)) => {
-                        let code = frame.map(|f| f.code);
-                        self.close(code, "");
-                        return Err(Ended::PeerClosed(code));
-                    }
-                    Some(Event::Text(text)) => return Ok(Message::Text(text)),
-                    Some(Event::Binary(data)) => return Ok(Message::Binary(data)),
+            match self.link.next_event() {
+                Ok(Some(Event::Text(text))) => return Ok(Message::Text(text)),
+                Ok(Some(Event::Binary(data))) => return Ok(Message::Binary(data)),
+                // The core has answered the ping; a pong needs nothing.
+                Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
+                Ok(Some(Event::Close(frame))) => {
+                    self.close_tcp();
+                    return Err(Ended::PeerClosed(frame.map(|f| f.code)));
+                }
+                Ok(None) => self.read_more()?,
+                Err(error) => {
+                    self.close_tcp();
+                    return Err(Ended::Violation(error));
                 }
             }
-            // Everything buffered is used: wait for more, but not forever.
+        }
+    }
+
+    /// Reads more bytes into the core. Silence for `ping_interval` gets a
+    /// ping; silence for `pong_timeout` after it ends the connection.
+    fn read_more(&mut self) -> Result<(), Ended> {
+        let mut ping_sent = false;
+        loop {
             let wait = if ping_sent {
                 self.timeouts.pong_timeout
             } else {
@@ -291,78 +350,60 @@ impl Session {
             let _ = self.stream.set_read_timeout(Some(wait));
             match self.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    return Err(self.dropped("the client closed TCP without a close frame".into()))
+                    self.link.receive_eof();
+                    return Err(self.gone(Ended::TcpClosed));
                 }
+                // Any bytes at all show the peer is alive.
                 Ok(n) => {
-                    (self.start, self.end) = (0, n);
-                    ping_sent = false; // any bytes at all show the peer is alive
+                    self.link.receive(&self.buf[..n]);
+                    return Ok(());
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if ping_sent {
-                        let _ = self
-                            .writer
-                            .send_close(Some(CLOSE_GOING_AWAY), "no answer to ping");
-                        self.writer.shutdown();
-                        return Err(Ended::Unresponsive);
-                    }
-                    if let Err(e) = self
-                        .writer
-                        .send(&frame::encode_frame(OP_PING, b"are you there?"))
-                    {
-                        return Err(self.dropped(e.to_string()));
+                Err(e) if is_timeout(&e) && ping_sent => {
+                    let _ = self
+                        .link
+                        .close(Some(CloseCode::GoingAway), "no answer to ping");
+                    self.link.shutdown();
+                    return Err(Ended::Unresponsive);
+                }
+                Err(e) if is_timeout(&e) => {
+                    if self.link.ping(PING_PAYLOAD).is_err() {
+                        return Err(self.gone(Ended::ServerClosed));
                     }
                     ping_sent = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.dropped(e.to_string())),
+                Err(e) => return Err(self.gone(Ended::ReadFailed(e))),
             }
         }
     }
 
-    fn report_frames(&mut self) {
-        if let Some((shared, id)) = &self.inspect {
-            for (wire, total) in self.reader.take_seen_frames() {
-                let inspector = &shared.inspector;
-                inspector.record_prefix(Direction::In, *id, Kind::WebSocket, &wire, total as usize);
-            }
-        }
+    /// The connection is gone. If our side ended it first (a write failed,
+    /// or the application closed it), that is the real reason; what this
+    /// thread saw was only the consequence.
+    fn gone(&self, seen: Ended) -> Ended {
+        let ended = match (self.link.broken(), self.link.state()) {
+            (Some(why), _) => Ended::WriteFailed(why),
+            (None, State::Closing) => Ended::ServerClosed,
+            (None, State::Open | State::Closed) => seen,
+        };
+        self.link.receive_eof();
+        self.link.shutdown();
+        ended
     }
 
-    /// The connection is gone. If the writer closed it first (a write
-    /// failed, or the hub dropped a client that fell behind), that is the
-    /// real reason; what this thread saw was only the consequence.
-    fn dropped(&self, why: String) -> Ended {
-        let why = self.writer.closed_reason().unwrap_or(why);
-        self.writer.mark_closed(&why);
-        self.writer.shutdown();
-        Ended::Dropped(why)
-    }
-
-    /// Closes the connection from our side: sends our close frame (unless
-    /// one went out already), half-closes TCP so the peer sees the end, and
-    /// waits a bounded time for the peer to finish, discarding what it sends.
-    /// RFC 6455 §7.1.1: the server should be the one to close TCP first.
-    pub fn close(&mut self, code: Option<u16>, reason: &str) {
-        let _ = self.writer.send_close(code, reason);
-        let _ = self.stream.shutdown(Shutdown::Write);
-        let deadline = Instant::now() + self.timeouts.close_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+    /// After the closing handshake, or after failing the connection:
+    /// RFC 6455 §7.1.1 says the server should be the one to close TCP. Our
+    /// close frame went out already; half-close, and wait a bounded time for
+    /// the peer to finish, discarding what it sends.
+    fn close_tcp(&mut self) {
+        linger(&self.stream, self.timeouts.close_timeout, usize::MAX);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

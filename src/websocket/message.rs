@@ -4,15 +4,14 @@
 //!
 //! [`MessageReader`] is sans-I/O: it is fed whatever bytes the socket gave
 //! ([`MessageReader::receive`]) and says how many it used and what, if
-//! anything, they completed. The socket loop lives in `session.rs`; unit
+//! anything, they completed. It only reads: what to answer is decided one
+//! layer up, in `protocol.rs`, and the socket loop is `session.rs`. Unit
 //! tests feed bytes directly, and so can a debugger session.
 
 use std::fmt;
 
-use super::frame::{
-    self, FrameError, FrameHeader, MAX_HEADER_LEN, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING,
-    OP_PONG, OP_TEXT,
-};
+use super::frame::{self, FrameError, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::tap::PREVIEW;
 
 /// Which side of the connection we are: it decides which frames must be
 /// masked (§5.1: client-to-server frames always, server-to-client never).
@@ -22,20 +21,95 @@ pub enum Role {
     Client,
 }
 
-/// Close codes (§7.4.1) this implementation sends.
-pub const CLOSE_NORMAL: u16 = 1000;
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-pub const CLOSE_INVALID_DATA: u16 = 1007;
-pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_TOO_BIG: u16 = 1009;
+/// A close code (§7.4): why a connection is being closed. Only codes a
+/// peer may put in a close frame have a variant, so a `CloseCode` is always
+/// one that can be sent, and a `match` on it needs no catch-all.
+///
+/// 1004, 1005, 1006 and 1015 are missing on purpose: 1004 is reserved, and
+/// the other three exist only to be reported locally ("no code", "no close
+/// frame at all", "TLS failed"), never sent. 1012–1014 were registered with
+/// IANA after the RFC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// 1000: the purpose of the connection is fulfilled.
+    Normal,
+    /// 1001: the endpoint is going away (a server shutting down, a page
+    /// closed, or a peer that stopped answering pings).
+    GoingAway,
+    /// 1002: the peer broke the protocol.
+    ProtocolError,
+    /// 1003: a kind of data the endpoint cannot accept.
+    Unsupported,
+    /// 1007: data that does not match its type (text that is not UTF-8).
+    InvalidData,
+    /// 1008: a message that breaks the endpoint's policy.
+    Policy,
+    /// 1009: a message too big to process.
+    TooBig,
+    /// 1010: the client needed an extension the server did not offer.
+    MissingExtension,
+    /// 1011: the server met an unexpected condition.
+    InternalError,
+    /// 1012: the service is restarting.
+    ServiceRestart,
+    /// 1013: try again later (the server is overloaded).
+    TryAgainLater,
+    /// 1014: a gateway got a bad answer from upstream.
+    BadGateway,
+    /// 3000–3999: registered with IANA by libraries and frameworks.
+    Registered(u16),
+    /// 4000–4999: for applications to agree on privately.
+    Private(u16),
+}
 
-/// Whether a peer may send `code` in a close frame (§7.4). 1005, 1006 and
-/// 1015 exist only to be reported locally, never sent; 1012–1014 were
-/// registered with IANA after the RFC; 3000–4999 belong to libraries and
-/// applications; everything else is unassigned.
-pub fn is_valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+impl CloseCode {
+    /// The code for a number found in a close frame, or `None` when a peer
+    /// may not send it (§7.4.2: 0–999 are unused, 1004–1006 and 1015 are
+    /// reserved, 1016–2999 are for future revisions of the protocol).
+    pub fn from_u16(code: u16) -> Option<CloseCode> {
+        Some(match code {
+            1000 => CloseCode::Normal,
+            1001 => CloseCode::GoingAway,
+            1002 => CloseCode::ProtocolError,
+            1003 => CloseCode::Unsupported,
+            1007 => CloseCode::InvalidData,
+            1008 => CloseCode::Policy,
+            1009 => CloseCode::TooBig,
+            1010 => CloseCode::MissingExtension,
+            1011 => CloseCode::InternalError,
+            1012 => CloseCode::ServiceRestart,
+            1013 => CloseCode::TryAgainLater,
+            1014 => CloseCode::BadGateway,
+            3000..=3999 => CloseCode::Registered(code),
+            4000..=4999 => CloseCode::Private(code),
+            _ => return None,
+        })
+    }
+
+    /// The number on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::Unsupported => 1003,
+            CloseCode::InvalidData => 1007,
+            CloseCode::Policy => 1008,
+            CloseCode::TooBig => 1009,
+            CloseCode::MissingExtension => 1010,
+            CloseCode::InternalError => 1011,
+            CloseCode::ServiceRestart => 1012,
+            CloseCode::TryAgainLater => 1013,
+            CloseCode::BadGateway => 1014,
+            CloseCode::Registered(code) | CloseCode::Private(code) => code,
+        }
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_u16())
+    }
 }
 
 /// Why the connection must be failed, each with its close code.
@@ -58,11 +132,16 @@ pub enum MessageError {
 }
 
 impl MessageError {
-    pub fn close_code(&self) -> u16 {
+    /// The code to fail the connection with (§7.4.1).
+    pub fn close_code(&self) -> CloseCode {
         match self {
-            MessageError::InvalidUtf8 => CLOSE_INVALID_DATA,
-            MessageError::TooBig { .. } => CLOSE_TOO_BIG,
-            _ => CLOSE_PROTOCOL_ERROR,
+            MessageError::Frame(_)
+            | MessageError::Masking { .. }
+            | MessageError::ContinuationWithoutStart
+            | MessageError::NewMessageInsideFragmented
+            | MessageError::BadClosePayload(_) => CloseCode::ProtocolError,
+            MessageError::InvalidUtf8 => CloseCode::InvalidData,
+            MessageError::TooBig { .. } => CloseCode::TooBig,
         }
     }
 }
@@ -103,7 +182,7 @@ impl From<FrameError> for MessageError {
 /// The contents of a close frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseFrame {
-    pub code: u16,
+    pub code: CloseCode,
     pub reason: String,
 }
 
@@ -132,7 +211,8 @@ struct CurrentFrame {
 /// A data message being reassembled from one or more frames.
 #[derive(Debug)]
 struct Assembly {
-    opcode: u8,
+    /// Text or binary: the opcode of the message's first frame.
+    opcode: OpCode,
     data: Vec<u8>,
     /// `data[..utf8_checked]` is known to be valid UTF-8 (text only).
     utf8_checked: usize,
@@ -154,9 +234,6 @@ pub struct MessageReader {
     pub keep_frames: bool,
     seen_frames: Vec<(Vec<u8>, u64)>,
 }
-
-/// How much of each frame [`MessageReader::take_seen_frames`] keeps.
-const SEEN_PREVIEW: usize = 256;
 
 impl MessageReader {
     pub fn new(role: Role, max_message: usize) -> MessageReader {
@@ -225,7 +302,7 @@ impl MessageReader {
         }
         let mut message_offset = 0;
         match header.opcode {
-            OP_TEXT | OP_BINARY => {
+            OpCode::Text | OpCode::Binary => {
                 if self.message.is_some() {
                     return Err(MessageError::NewMessageInsideFragmented);
                 }
@@ -236,7 +313,7 @@ impl MessageReader {
                     utf8_checked: 0,
                 });
             }
-            OP_CONTINUATION => {
+            OpCode::Continuation => {
                 let Some(message) = &self.message else {
                     return Err(MessageError::ContinuationWithoutStart);
                 };
@@ -245,7 +322,8 @@ impl MessageReader {
                 let data = &mut self.message.as_mut().expect("checked above").data;
                 data.reserve(initial_capacity(header.payload_len));
             }
-            _ => self.control.clear(), // control frames: parse_header checked them
+            // Control frames: parse_header has checked their length and FIN.
+            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control.clear(),
         }
         let mut raw_header = [0u8; MAX_HEADER_LEN];
         raw_header[..header_len].copy_from_slice(&self.header[..header_len]);
@@ -278,7 +356,7 @@ impl MessageReader {
         let current = self.frame.as_mut().expect("a frame is in progress");
         let offset = current.received as usize;
         current.received += bytes.len() as u64;
-        let target = if frame::is_control(current.header.opcode) {
+        let target = if current.header.opcode.is_control() {
             &mut self.control
         } else {
             &mut self
@@ -293,7 +371,7 @@ impl MessageReader {
             frame::apply_mask(&mut target[start..], mask, offset);
         }
         if let Some(message) = &mut self.message {
-            if message.opcode == OP_TEXT && !frame::is_control(current.header.opcode) {
+            if message.opcode == OpCode::Text && !current.header.opcode.is_control() {
                 check_utf8_prefix(message)?;
             }
         }
@@ -308,12 +386,12 @@ impl MessageReader {
             self.keep_frame(&current);
         }
         let event = match header.opcode {
-            OP_PING => Some(Event::Ping(std::mem::take(&mut self.control))),
-            OP_PONG => Some(Event::Pong(std::mem::take(&mut self.control))),
-            OP_CLOSE => Some(Event::Close(parse_close_payload(&self.control)?)),
-            _ if header.fin => {
+            OpCode::Ping => Some(Event::Ping(std::mem::take(&mut self.control))),
+            OpCode::Pong => Some(Event::Pong(std::mem::take(&mut self.control))),
+            OpCode::Close => Some(Event::Close(parse_close_payload(&self.control)?)),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation if header.fin => {
                 let message = self.message.take().expect("data frames have a message");
-                if message.opcode == OP_TEXT {
+                if message.opcode == OpCode::Text {
                     // All bytes are in: an unfinished sequence now is an error.
                     if message.utf8_checked != message.data.len() {
                         return Err(MessageError::InvalidUtf8);
@@ -328,7 +406,7 @@ impl MessageReader {
                     Some(Event::Binary(message.data))
                 }
             }
-            _ => None, // more fragments to come
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => None, // more to come
         };
         Ok(event)
     }
@@ -337,7 +415,7 @@ impl MessageReader {
     /// again) for the inspector. Only runs when someone is watching.
     fn keep_frame(&mut self, current: &CurrentFrame) {
         let mut wire = current.raw_header[..current.raw_header_len].to_vec();
-        let payload = if frame::is_control(current.header.opcode) {
+        let payload = if current.header.opcode.is_control() {
             &self.control[..]
         } else {
             let data = &self
@@ -347,7 +425,7 @@ impl MessageReader {
                 .data;
             &data[current.message_offset..]
         };
-        let keep = payload.len().min(SEEN_PREVIEW.saturating_sub(wire.len()));
+        let keep = payload.len().min(PREVIEW.saturating_sub(wire.len()));
         let start = wire.len();
         wire.extend_from_slice(&payload[..keep]);
         if let Some(mask) = current.header.mask {
@@ -386,12 +464,12 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, Message
             "a one-byte payload cannot hold a code".into(),
         )),
         [hi, lo, reason @ ..] => {
-            let code = u16::from_be_bytes([*hi, *lo]);
-            if !is_valid_close_code(code) {
+            let number = u16::from_be_bytes([*hi, *lo]);
+            let Some(code) = CloseCode::from_u16(number) else {
                 return Err(MessageError::BadClosePayload(format!(
-                    "{code} is not a code a peer may send"
+                    "{number} is not a code a peer may send"
                 )));
-            }
+            };
             let reason = std::str::from_utf8(reason).map_err(|_| MessageError::InvalidUtf8)?;
             Ok(Some(CloseFrame {
                 code,
@@ -403,12 +481,12 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, Message
 
 /// The payload of a close frame we send: the code, then a reason cut to
 /// fit the 125-byte limit of control frames without splitting a character.
-pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+pub fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
     let mut cut = reason.len().min(frame::MAX_CONTROL_PAYLOAD - 2);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
-    let mut payload = code.to_be_bytes().to_vec();
+    let mut payload = code.to_u16().to_be_bytes().to_vec();
     payload.extend_from_slice(&reason.as_bytes()[..cut]);
     payload
 }
@@ -420,7 +498,7 @@ mod tests {
 
     const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
-    fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         encode_masked_frame(fin, opcode, payload, KEY)
     }
 
@@ -458,10 +536,10 @@ mod tests {
 
     #[test]
     fn fragments_with_a_ping_between_them() {
-        let mut bytes = masked(false, OP_TEXT, b"Hel");
-        bytes.extend(masked(true, OP_PING, b"are you there?"));
-        bytes.extend(masked(false, OP_CONTINUATION, b""));
-        bytes.extend(masked(true, OP_CONTINUATION, b"lo"));
+        let mut bytes = masked(false, OpCode::Text, b"Hel");
+        bytes.extend(masked(true, OpCode::Ping, b"are you there?"));
+        bytes.extend(masked(false, OpCode::Continuation, b""));
+        bytes.extend(masked(true, OpCode::Continuation, b"lo"));
         let events = feed(&mut reader(), &bytes).unwrap();
         assert_eq!(
             events,
@@ -474,11 +552,15 @@ mod tests {
 
     #[test]
     fn any_split_of_the_input_gives_the_same_events() {
-        let mut bytes = masked(false, OP_BINARY, &[1, 2, 3]);
-        bytes.extend(masked(true, OP_PONG, b"p"));
-        bytes.extend(masked(true, OP_CONTINUATION, &vec![9; 300]));
-        bytes.extend(masked(true, OP_TEXT, "héllo wörld".as_bytes()));
-        bytes.extend(masked(true, OP_CLOSE, &close_payload(1000, "bye")));
+        let mut bytes = masked(false, OpCode::Binary, &[1, 2, 3]);
+        bytes.extend(masked(true, OpCode::Pong, b"p"));
+        bytes.extend(masked(true, OpCode::Continuation, &vec![9; 300]));
+        bytes.extend(masked(true, OpCode::Text, "héllo wörld".as_bytes()));
+        bytes.extend(masked(
+            true,
+            OpCode::Close,
+            &close_payload(CloseCode::Normal, "bye"),
+        ));
         let whole = feed(&mut reader(), &bytes).unwrap();
         assert_eq!(whole.len(), 4);
         for chunk in [1, 2, 5, 13, 64] {
@@ -503,22 +585,26 @@ mod tests {
                 "reserved control opcode",
             ),
             (
-                masked(true, OP_PING, &[0; 126]),
+                masked(true, OpCode::Ping, &[0; 126]),
                 1002,
                 "control frame over 125 bytes",
             ),
             (
-                masked(false, OP_PING, b""),
+                masked(false, OpCode::Ping, b""),
                 1002,
                 "fragmented control frame",
             ),
             (
-                masked(true, OP_CONTINUATION, b"x"),
+                masked(true, OpCode::Continuation, b"x"),
                 1002,
                 "continuation without a start",
             ),
             (
-                [masked(false, OP_TEXT, b"a"), masked(true, OP_TEXT, b"b")].concat(),
+                [
+                    masked(false, OpCode::Text, b"a"),
+                    masked(true, OpCode::Text, b"b"),
+                ]
+                .concat(),
                 1002,
                 "new message inside a fragmented one",
             ),
@@ -528,44 +614,44 @@ mod tests {
                 "64-bit length with the top bit set",
             ),
             (
-                masked(true, OP_CLOSE, &[0x03]),
+                masked(true, OpCode::Close, &[0x03]),
                 1002,
                 "one-byte close payload",
             ),
             (
-                masked(true, OP_CLOSE, &1005u16.to_be_bytes()),
+                masked(true, OpCode::Close, &1005u16.to_be_bytes()),
                 1002,
                 "close code 1005",
             ),
             (
-                masked(true, OP_CLOSE, &999u16.to_be_bytes()),
+                masked(true, OpCode::Close, &999u16.to_be_bytes()),
                 1002,
                 "close code 999",
             ),
             (
-                masked(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]),
+                masked(true, OpCode::Close, &[0x03, 0xE8, 0xFF]),
                 1007,
                 "close reason not UTF-8",
             ),
             (
-                masked(true, OP_TEXT, &[0xCE, 0xBA, 0xFF]),
+                masked(true, OpCode::Text, &[0xCE, 0xBA, 0xFF]),
                 1007,
                 "invalid UTF-8",
             ),
             (
-                masked(true, OP_TEXT, &[0xE2, 0x82]),
+                masked(true, OpCode::Text, &[0xE2, 0x82]),
                 1007,
                 "text ending inside a character",
             ),
             (
-                masked(true, OP_BINARY, &vec![0; (1 << 20) + 1]),
+                masked(true, OpCode::Binary, &vec![0; (1 << 20) + 1]),
                 1009,
                 "frame over the limit",
             ),
             (
                 [
-                    masked(false, OP_BINARY, &vec![0; 1 << 19]),
-                    masked(true, OP_CONTINUATION, &vec![0; (1 << 19) + 1]),
+                    masked(false, OpCode::Binary, &vec![0; 1 << 19]),
+                    masked(true, OpCode::Continuation, &vec![0; (1 << 19) + 1]),
                 ]
                 .concat(),
                 1009,
@@ -574,24 +660,24 @@ mod tests {
         ];
         for (bytes, code, rule) in cases {
             let e = error_of(&bytes);
-            assert_eq!(e.close_code(), code, "{rule}: {e}");
+            assert_eq!(e.close_code().to_u16(), code, "{rule}: {e}");
         }
     }
 
     fn encode_frame_unmasked() -> Vec<u8> {
-        frame::encode_frame(OP_TEXT, b"hi")
+        frame::encode_frame(OpCode::Text, b"hi")
     }
 
     #[test]
     fn utf8_split_across_fragments() {
         let euro = "€".as_bytes(); // E2 82 AC
-        let mut ok = masked(false, OP_TEXT, &euro[..1]);
-        ok.extend(masked(false, OP_CONTINUATION, &euro[1..2]));
-        ok.extend(masked(true, OP_CONTINUATION, &euro[2..]));
+        let mut ok = masked(false, OpCode::Text, &euro[..1]);
+        ok.extend(masked(false, OpCode::Continuation, &euro[1..2]));
+        ok.extend(masked(true, OpCode::Continuation, &euro[2..]));
         assert_eq!(feed(&mut reader(), &ok).unwrap(), [Event::Text("€".into())]);
 
-        let mut bad = masked(false, OP_TEXT, &euro[..2]);
-        bad.extend(masked(true, OP_CONTINUATION, b"A"));
+        let mut bad = masked(false, OpCode::Text, &euro[..2]);
+        bad.extend(masked(true, OpCode::Continuation, b"A"));
         assert_eq!(error_of(&bad), MessageError::InvalidUtf8);
     }
 
@@ -601,7 +687,7 @@ mod tests {
         // fail after seeing those bytes, without waiting for the rest.
         let mut payload = b"ab\xC3\x28".to_vec();
         payload.resize(1000, b'x');
-        let bytes = masked(true, OP_TEXT, &payload);
+        let bytes = masked(true, OpCode::Text, &payload);
         let mut r = reader();
         let (used, event) = r.receive(&bytes[..9]).unwrap(); // header (8) + 'a'
         assert_eq!((used, event), (9, None));
@@ -620,7 +706,7 @@ mod tests {
         // A header claiming 16 MiB, within the limit: memory follows the data.
         let mut r = MessageReader::new(Role::Server, 16 << 20);
         let mut header = Vec::new();
-        frame::encode_header(&mut header, true, OP_BINARY, Some(KEY), 16 << 20);
+        frame::encode_header(&mut header, true, OpCode::Binary, Some(KEY), 16 << 20);
         r.receive(&header).unwrap();
         assert!(r.message.as_ref().unwrap().data.capacity() <= 64 * 1024);
     }
@@ -628,9 +714,9 @@ mod tests {
     #[test]
     fn many_tiny_fragments_keep_no_more_than_their_payload() {
         let mut r = reader();
-        feed(&mut r, &masked(false, OP_BINARY, b"x")).unwrap();
+        feed(&mut r, &masked(false, OpCode::Binary, b"x")).unwrap();
         for _ in 0..100_000 {
-            feed(&mut r, &masked(false, OP_CONTINUATION, b"x")).unwrap();
+            feed(&mut r, &masked(false, OpCode::Continuation, b"x")).unwrap();
         }
         let assembly = r.message.as_ref().unwrap();
         assert_eq!(assembly.data.len(), 100_001);
@@ -640,7 +726,7 @@ mod tests {
             "{}",
             assembly.data.capacity()
         );
-        let events = feed(&mut r, &masked(true, OP_CONTINUATION, b"")).unwrap();
+        let events = feed(&mut r, &masked(true, OpCode::Continuation, b"")).unwrap();
         assert!(matches!(&events[..], [Event::Binary(d)] if d.len() == 100_001));
     }
 
@@ -648,24 +734,24 @@ mod tests {
     fn close_payloads() {
         assert_eq!(parse_close_payload(b""), Ok(None));
         assert_eq!(
-            parse_close_payload(&close_payload(1000, "done")),
+            parse_close_payload(&close_payload(CloseCode::Normal, "done")),
             Ok(Some(CloseFrame {
-                code: 1000,
+                code: CloseCode::Normal,
                 reason: "done".into()
             }))
         );
         for code in [
             1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
         ] {
-            assert!(is_valid_close_code(code), "{code}");
+            assert!(CloseCode::from_u16(code).is_some(), "{code}");
         }
         for code in [
             0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
         ] {
-            assert!(!is_valid_close_code(code), "{code}");
+            assert!(CloseCode::from_u16(code).is_none(), "{code}");
         }
         let long = "é".repeat(100);
-        let payload = close_payload(1000, &long);
+        let payload = close_payload(CloseCode::Normal, &long);
         assert!(payload.len() <= 125);
         assert!(
             std::str::from_utf8(&payload[2..]).is_ok(),
@@ -677,12 +763,12 @@ mod tests {
     fn a_client_reads_unmasked_frames_and_refuses_masked_ones() {
         let mut client = MessageReader::new(Role::Client, 1 << 20);
         assert_eq!(
-            feed(&mut client, &frame::encode_frame(OP_TEXT, b"hi")).unwrap(),
+            feed(&mut client, &frame::encode_frame(OpCode::Text, b"hi")).unwrap(),
             [Event::Text("hi".into())]
         );
         let mut client = MessageReader::new(Role::Client, 1 << 20);
         assert_eq!(
-            feed(&mut client, &masked(true, OP_TEXT, b"hi")),
+            feed(&mut client, &masked(true, OpCode::Text, b"hi")),
             Err(MessageError::Masking {
                 expected_masked: false
             })
@@ -693,7 +779,7 @@ mod tests {
     fn the_inspector_sees_wire_bytes() {
         let mut r = reader();
         r.keep_frames = true;
-        let bytes = masked(true, OP_TEXT, b"Hello");
+        let bytes = masked(true, OpCode::Text, b"Hello");
         feed(&mut r, &bytes).unwrap();
         assert_eq!(r.take_seen_frames(), [(bytes.clone(), bytes.len() as u64)]);
     }

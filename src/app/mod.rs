@@ -1,0 +1,134 @@
+//! The application: what this server does with the protocols below it.
+//!
+//! [`App`] is the state every connection thread shares (the configuration,
+//! the hub, the inspector, the counts); each endpoint is one file:
+//!
+//! | file | endpoint |
+//! | --- | --- |
+//! | [`events`] | `GET /events`, one SSE stream fed by the hub |
+//! | [`trigger`] | `POST /trigger-event`, a posted event broadcast to all |
+//! | [`upgrade`] | the WebSocket handshake, then [`chat`] or [`echo`] |
+//! | [`chat`] | the chat on `/` and `/ws`: one hub for both protocols |
+//! | [`echo`] | `/echo`: every message comes back |
+//! | [`inspector_feed`] | `GET /inspect`, the frame inspector's stream |
+//! | [`ticker`] | the `periodic_update` event |
+//! | [`stats`] | `GET /stats` |
+//!
+//! The server (`server/`) reads requests and calls these; they call down
+//! into `hub`, `inspect`, `sse/`, `websocket/` and `http/`, never up.
+
+pub mod chat;
+pub mod echo;
+pub mod events;
+pub mod inspector_feed;
+pub mod stats;
+pub mod ticker;
+pub mod trigger;
+pub mod upgrade;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::http::{BodyLimits, HeadLimits};
+use crate::hub::Hub;
+use crate::inspect::Inspector;
+
+/// State every connection thread shares.
+pub struct App {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub inspector: Arc<Inspector>,
+    /// `config.public_dir`, canonicalized once at start.
+    pub public_root: PathBuf,
+    pub started: Instant,
+    /// TCP connections being served (not counting refused ones).
+    pub open_connections: Counter,
+    pub sse_streams: Counter,
+    pub ws_connections: Counter,
+    next_connection_id: AtomicU64,
+}
+
+impl App {
+    /// Fails when the public directory does not exist.
+    pub fn new(config: Config) -> io::Result<App> {
+        let public_root = std::fs::canonicalize(&config.public_dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("public directory {}: {e}", config.public_dir.display()),
+            )
+        })?;
+        Ok(App {
+            hub: Hub::new(config.history, config.queue),
+            inspector: Arc::new(Inspector::new(config.inspect)),
+            public_root,
+            started: Instant::now(),
+            open_connections: Counter::default(),
+            sse_streams: Counter::default(),
+            ws_connections: Counter::default(),
+            next_connection_id: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    /// A new connection's id: 1, 2, 3, … (the log and the welcome use it).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Prints a log line, unless `--quiet`.
+    pub fn log(&self, line: fmt::Arguments<'_>) {
+        if !self.config.quiet {
+            println!("{line}");
+        }
+    }
+
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head_bytes: self.config.max_head_bytes,
+            max_headers: self.config.max_headers,
+            max_uri_bytes: self.config.max_uri_bytes,
+        }
+    }
+
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_body: self.config.max_body,
+            timeout: self.config.head_timeout,
+            write_timeout: self.config.write_timeout,
+        }
+    }
+}
+
+/// A count of things open right now (connections, streams).
+#[derive(Debug, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds one now; the returned guard takes it away when dropped, so the
+    /// count stays right however the thread that holds it ends. The guard
+    /// may move to another thread (the accept loop counts a connection
+    /// before its thread exists).
+    pub fn enter(&self) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(Arc::clone(&self.0))
+    }
+}
+
+/// One thing counted by a [`Counter`], until dropped.
+#[derive(Debug)]
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

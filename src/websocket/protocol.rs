@@ -1,0 +1,340 @@
+//! The WebSocket protocol as a state machine with no socket in it
+//! ("sans-I/O"): bytes in, events out, bytes to send out.
+//!
+//! ```text
+//!   receive_data(bytes) ──► Protocol ──► next_event() → Text, Binary, Ping, Pong, Close
+//!   receive_eof()            │  ▲
+//!                            ▼  └── send_message / send_ping / send_close …
+//!                      data_to_send() → frames to write, in order
+//! ```
+//!
+//! Everything RFC 6455 requires of an endpoint, beyond reading frames, is
+//! decided here and nowhere else:
+//! - a ping is answered with a pong carrying its payload (§5.5.2);
+//! - a close is answered with a close echoing its code (§5.5.1), and the
+//!   connection is then closed: no more frames of ours;
+//! - a protocol error fails the connection (§7.1.7): a close frame with the
+//!   right code (1002, 1007 or 1009) is queued and nothing more is read;
+//! - after our close frame, nothing but that close goes out (§5.5.1): every
+//!   send is refused with [`SendError::Closed`].
+//!
+//! The server's socket loop (`session.rs`) and the client (`client/ws.rs`)
+//! both drive this type; neither builds a pong or a close reply itself. A
+//! unit test, or a debugger, can feed it bytes and look at what comes out.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use super::frame::{self, OpCode, MAX_HEADER_LEN};
+use super::message::{close_payload, CloseCode, Event, MessageError, MessageReader, Role};
+use crate::random;
+
+/// Where a connection is in its life (§4, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's. Its messages may still
+    /// arrive; we send nothing more.
+    Closing,
+    /// Both close frames have been sent, or the connection failed, or TCP
+    /// ended: nothing more goes either way.
+    Closed,
+}
+
+/// A send that the protocol refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Our close frame has gone out already (§5.5.1: it is the last frame).
+    Closed,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the connection is closing: no frame may follow the close frame")
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A complete data message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// One frame waiting to be written: its header (and, for a small frame,
+/// its payload too), then the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub head: Vec<u8>,
+    pub body: Body,
+}
+
+/// The part of a frame that is not copied behind its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Everything is in `head`.
+    Empty,
+    /// A large payload, moved here rather than copied.
+    Owned(Vec<u8>),
+    /// A whole frame encoded once and shared by many connections (the hub's
+    /// broadcast frame).
+    Shared(Arc<[u8]>),
+}
+
+impl Outgoing {
+    /// The frame's bytes in the order they go on the wire, in one or two
+    /// pieces.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        let body: &[u8] = match &self.body {
+            Body::Empty => &[],
+            Body::Owned(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        };
+        [&self.head, body]
+    }
+
+    /// The frame's length on the wire.
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Payloads up to this size are copied behind their header, so the frame
+/// is one piece and one write; larger ones stay where they are.
+const COPY_LIMIT: usize = 16 * 1024;
+
+/// One side of a WebSocket connection, without the connection.
+#[derive(Debug)]
+pub struct Protocol {
+    role: Role,
+    reader: MessageReader,
+    state: State,
+    /// Received bytes not yet turned into events.
+    input: Vec<u8>,
+    start: usize,
+    /// Frames to write, oldest first.
+    output: VecDeque<Outgoing>,
+    /// Where a client's masking keys come from (§5.3: unpredictable).
+    mask: fn() -> [u8; 4],
+}
+
+impl Protocol {
+    /// `max_message`: the largest frame or message accepted (1009 above it).
+    pub fn new(role: Role, max_message: usize) -> Protocol {
+        Protocol {
+            role,
+            reader: MessageReader::new(role, max_message),
+            state: State::Open,
+            input: Vec::new(),
+            start: 0,
+            output: VecDeque::new(),
+            mask: random::random_mask,
+        }
+    }
+
+    /// Replaces the random masking keys of a client with a fixed source,
+    /// so that a test can predict the bytes it sends.
+    pub fn with_masks(mut self, mask: fn() -> [u8; 4]) -> Protocol {
+        self.mask = mask;
+        self
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    // ----- bytes in -----
+
+    /// Hands over bytes received from the peer. Nothing is decided yet:
+    /// [`Protocol::next_event`] reads them, one event at a time, so that the
+    /// answers to one message go out before anything that follows it.
+    pub fn receive_data(&mut self, data: &[u8]) {
+        if self.state == State::Closed {
+            return; // after the end, bytes mean nothing
+        }
+        // What was read already goes; usually that is everything.
+        self.input.drain(..self.start);
+        self.start = 0;
+        self.input.extend_from_slice(data);
+    }
+
+    /// The peer closed TCP. Without a close frame first, that is an
+    /// abnormal closure (§7.1.5: the code is 1006, which nobody sends).
+    pub fn receive_eof(&mut self) {
+        self.state = State::Closed;
+    }
+
+    /// The next event in what was received, or `Ok(None)` when more bytes
+    /// are needed (or nothing more will be read). Replies the protocol
+    /// requires are queued on the way: see [`Protocol::data_to_send`].
+    ///
+    /// An `Err` means the peer broke the protocol: the close frame with the
+    /// error's code is queued, and the connection is over.
+    pub fn next_event(&mut self) -> Result<Option<Event>, MessageError> {
+        while self.state != State::Closed && self.start < self.input.len() {
+            let result = self.reader.receive(&self.input[self.start..]);
+            let (used, event) = match result {
+                Ok(ok) => ok,
+                Err(error) => {
+                    self.fail(&error);
+                    return Err(error);
+                }
+            };
+            self.start += used;
+            if let Some(event) = event {
+                self.answer(&event);
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What the protocol itself must answer to an event.
+    fn answer(&mut self, event: &Event) {
+        match event {
+            // §5.5.2: a pong carries the ping's payload back, unless we
+            // are closing (our close must stay the last frame).
+            Event::Ping(payload) => {
+                let _ = self.send_control(OpCode::Pong, payload);
+            }
+            // §5.5.1: answer a close with a close, echoing the code; once
+            // both have been sent the connection is closed.
+            Event::Close(frame) => {
+                if self.state == State::Open {
+                    let code = frame.as_ref().map(|f| f.code);
+                    let _ = self.send_close(code, "");
+                }
+                self.state = State::Closed;
+            }
+            Event::Text(_) | Event::Binary(_) | Event::Pong(_) => {}
+        }
+    }
+
+    /// §7.1.7, "Fail the WebSocket Connection": send a close frame with the
+    /// code that names the problem (if ours has not gone out yet), then
+    /// read no more.
+    fn fail(&mut self, error: &MessageError) {
+        if self.state == State::Open {
+            let _ = self.send_close(Some(error.close_code()), &error.to_string());
+        }
+        self.state = State::Closed;
+    }
+
+    /// Frames completed since the last call, as (a prefix of their wire
+    /// bytes, their length), for the frame inspector; kept only while
+    /// `keep` was last set (see [`MessageReader::keep_frames`]).
+    pub fn keep_frames(&mut self, keep: bool) {
+        self.reader.keep_frames = keep;
+    }
+
+    pub fn take_seen_frames(&mut self) -> Vec<(Vec<u8>, u64)> {
+        self.reader.take_seen_frames()
+    }
+
+    // ----- bytes out -----
+
+    /// The frames queued since the last call, to be written in this order.
+    pub fn data_to_send(&mut self) -> Vec<Outgoing> {
+        self.output.drain(..).collect()
+    }
+
+    /// Queues a whole message in one frame.
+    pub fn send_message(&mut self, message: Message) -> Result<(), SendError> {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
+        };
+        self.check_open()?;
+        self.queue_frame(true, opcode, payload);
+        Ok(())
+    }
+
+    /// Queues one frame as it is given: the way to send a message in
+    /// fragments (`fin` false, then continuations), or, in tests, frames a
+    /// well-behaved sender would not. A close frame sent this way closes
+    /// the sending side as [`Protocol::send_close`] does.
+    pub fn send_frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        self.queue_frame(fin, opcode, payload.to_vec());
+        if opcode == OpCode::Close {
+            self.state = State::Closing;
+        }
+        Ok(())
+    }
+
+    /// Queues a frame encoded once for many connections (the hub's
+    /// broadcast). Only a server may: client frames are masked, each with a
+    /// key of its own.
+    pub fn send_shared(&mut self, frame: &Arc<[u8]>) -> Result<(), SendError> {
+        debug_assert_eq!(self.role, Role::Server, "a shared frame is unmasked");
+        self.check_open()?;
+        self.output.push_back(Outgoing {
+            head: Vec::new(),
+            body: Body::Shared(Arc::clone(frame)),
+        });
+        Ok(())
+    }
+
+    /// Queues a ping (a liveness check; the peer answers with a pong).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Starts the closing handshake, or (when answering the peer's close)
+    /// finishes it. `None` sends an empty close payload: no code at all.
+    /// From here on every send is refused.
+    pub fn send_close(&mut self, code: Option<CloseCode>, reason: &str) -> Result<(), SendError> {
+        self.check_open()?;
+        let payload = code.map(|c| close_payload(c, reason)).unwrap_or_default();
+        self.queue_frame(true, OpCode::Close, payload);
+        self.state = State::Closing;
+        Ok(())
+    }
+
+    /// A ping or a pong. Control frames carry at most 125 bytes (§5.5); a
+    /// received ping is within that already, a ping of ours is cut to it.
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        let cut = payload.len().min(frame::MAX_CONTROL_PAYLOAD);
+        self.queue_frame(true, opcode, payload[..cut].to_vec());
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::Closing | State::Closed => Err(SendError::Closed),
+        }
+    }
+
+    /// Encodes one frame: masked with a fresh key by a client (§5.3),
+    /// unmasked by a server (§5.1).
+    fn queue_frame(&mut self, fin: bool, opcode: OpCode, mut payload: Vec<u8>) {
+        let mask = (self.role == Role::Client).then(self.mask);
+        let mut head = Vec::with_capacity(MAX_HEADER_LEN + payload.len().min(COPY_LIMIT));
+        frame::encode_header(&mut head, fin, opcode, mask, payload.len() as u64);
+        if let Some(mask) = mask {
+            frame::apply_mask(&mut payload, mask, 0);
+        }
+        let body = if payload.len() <= COPY_LIMIT {
+            head.extend_from_slice(&payload);
+            Body::Empty
+        } else {
+            Body::Owned(payload)
+        };
+        self.output.push_back(Outgoing { head, body });
+    }
+}
