@@ -1,5 +1,5 @@
 //! Integration tests for the HTTP half of the server: every route of
-//! `../shared/interface.md`, static files and their content types, each
+//! `lessons/contract.md`, static files and their content types, each
 //! request limit and the status it maps to, path traversal, persistent
 //! connections, the connection cap, and the timeouts that protect the
 //! thread-per-connection model from slow or idle clients.
