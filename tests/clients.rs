@@ -297,3 +297,244 @@ fn ws_client_misbehaviours_get_their_close_codes() {
         "every misbehaving connection was closed"
     );
 }
+
+/// One connection of a WebSocket server written out by hand, here in the
+/// test, for `ws-client --echo` and `--print-first` to talk to. It shares
+/// nothing with the library (which the programs under test use), so the
+/// checks are against RFC 6455 itself: the accept key is worked out from
+/// §4.2.2, frames are encoded and decoded from §5.2 by the code below.
+struct Peer {
+    stream: std::net::TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Peer {
+    /// Waits (at most 10 s) for the program to connect, and completes the
+    /// opening handshake.
+    fn accept(listener: &TcpListener) -> Peer {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "the program never connected");
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut peer = Peer {
+            stream,
+            pending: Vec::new(),
+        };
+        let end = loop {
+            if let Some(i) = peer.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            peer.fill();
+        };
+        let head = String::from_utf8(peer.pending.drain(..end).collect()).unwrap();
+        let key = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
+            .map(|(_, value)| value.trim().to_string())
+            .unwrap_or_else(|| panic!("no Sec-WebSocket-Key in {head:?}"));
+        let mut sha1 = sha1_smol::Sha1::new();
+        sha1.update(key.as_bytes());
+        sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        let accept = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
+        };
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        peer.stream.write_all(answer.as_bytes()).unwrap();
+        peer
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = std::io::Read::read(&mut self.stream, &mut chunk).expect("read from the program");
+        assert!(n > 0, "the program closed the connection");
+        self.pending.extend_from_slice(&chunk[..n]);
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.pending.len() < n {
+            self.fill();
+        }
+        self.pending.drain(..n).collect()
+    }
+
+    /// Sends one unmasked frame (a server never masks).
+    fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        assert!(payload.len() < 126, "short frames only");
+        let mut frame = vec![(u8::from(fin) << 7) | opcode, payload.len() as u8];
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// Reads one frame: (FIN, opcode, unmasked payload). A client must
+    /// mask every frame (§5.3), so an unmasked one fails the test.
+    fn receive(&mut self) -> (bool, u8, Vec<u8>) {
+        let head = self.take(2);
+        assert_eq!(head[0] & 0x70, 0, "reserved bits set: {head:?}");
+        assert!(head[1] & 0x80 != 0, "the client sent an unmasked frame");
+        let len = match head[1] & 0x7f {
+            126 => u16::from_be_bytes(self.take(2).try_into().unwrap()) as usize,
+            127 => u64::from_be_bytes(self.take(8).try_into().unwrap()) as usize,
+            n => n as usize,
+        };
+        let mask = self.take(4);
+        let mut payload = self.take(len);
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i % 4];
+        }
+        (head[0] & 0x80 != 0, head[0] & 0x0f, payload)
+    }
+}
+
+/// Waits (at most 10 s) for a program to end; its status, stdout, stderr.
+fn finish(mut program: Program) -> (std::process::ExitStatus, String, String) {
+    let child = &mut program.0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the program did not exit");
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stdout, stderr)
+}
+
+fn ws_client_against_a_peer(args: &[&str]) -> (Program, Peer) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "ws://{}/runCase?case=1&agent=test",
+        listener.local_addr().unwrap()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_ws-client"))
+        .args(args)
+        .arg(&url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ws-client");
+    let program = Program(child);
+    let peer = Peer::accept(&listener);
+    (program, peer)
+}
+
+// `--echo` sends each message back as it came: the same bytes, text as
+// text, binary as binary, a fragmented message whole, a ping in between
+// answered with its payload; then answers the server's close with the same
+// code and exits 0 once the server has closed TCP.
+#[test]
+fn ws_client_echo_sends_every_message_back_and_answers_the_close() {
+    let (program, mut peer) = ws_client_against_a_peer(&["--echo"]);
+    const TEXT: u8 = 0x1;
+    const BINARY: u8 = 0x2;
+    peer.send(true, TEXT, "héllo, wörld".as_bytes());
+    assert_eq!(
+        peer.receive(),
+        (true, TEXT, "héllo, wörld".as_bytes().to_vec())
+    );
+    // Bytes that are not UTF-8 must come back as binary, unchanged.
+    peer.send(true, BINARY, &[0, 1, 0xc3, 0x28, 0xfe, 0xff]);
+    assert_eq!(
+        peer.receive(),
+        (true, BINARY, vec![0, 1, 0xc3, 0x28, 0xfe, 0xff])
+    );
+    // A message in three fragments with a ping between the first two: the
+    // pong comes first (the message is not complete yet), then the whole.
+    peer.send(false, TEXT, b"frag");
+    peer.send(true, 0x9, b"are you there?");
+    peer.send(false, 0x0, b"men");
+    peer.send(true, 0x0, b"ted");
+    assert_eq!(peer.receive(), (true, 0xA, b"are you there?".to_vec()));
+    assert_eq!(peer.receive(), (true, TEXT, b"fragmented".to_vec()));
+    peer.send(true, BINARY, b"");
+    assert_eq!(peer.receive(), (true, BINARY, Vec::new()));
+
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"done");
+    peer.send(true, 0x8, &close);
+    let (fin, opcode, payload) = peer.receive();
+    assert!(
+        fin && opcode == 0x8,
+        "expected a close frame, got {opcode:#x}"
+    );
+    assert_eq!(payload[..2], 1000u16.to_be_bytes(), "the close echoes 1000");
+    // §7.1.1: the server closes TCP first; the client waits for that
+    // (for up to 2 s) rather than cutting the connection itself.
+    thread::sleep(Duration::from_millis(300));
+    let mut program = program;
+    assert!(
+        program.0.try_wait().unwrap().is_none(),
+        "the client left before the server closed TCP"
+    );
+    drop(peer);
+    let (status, _, stderr) = finish(program);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("echoed 4 messages (2 text, 2 binary); the server closed with 1000 \"done\""),
+        "{stderr}"
+    );
+}
+
+// The exit status tells a clean close from a connection that just ended:
+// a server that drops TCP without a close frame gets status 1.
+#[test]
+fn ws_client_echo_fails_when_the_connection_ends_without_a_close() {
+    let (program, mut peer) = ws_client_against_a_peer(&["--echo"]);
+    peer.send(true, 0x1, b"one");
+    assert_eq!(peer.receive(), (true, 0x1, b"one".to_vec()));
+    drop(peer);
+    let (status, _, stderr) = finish(program);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("echoed 1 message (1 text, 0 binary); then"),
+        "{stderr}"
+    );
+}
+
+// `--print-first` (how tests/autobahn/run.sh reads /getCaseCount): the
+// first message on stdout, nothing else, then a close with 1000.
+#[test]
+fn ws_client_print_first_prints_one_message_and_closes() {
+    let (program, mut peer) = ws_client_against_a_peer(&["--print-first"]);
+    peer.send(true, 0x1, b"301");
+    peer.send(true, 0x1, b"not this one");
+    let (_, opcode, payload) = peer.receive();
+    assert_eq!(opcode, 0x8, "expected the client's close");
+    assert_eq!(payload[..2], 1000u16.to_be_bytes());
+    peer.send(true, 0x8, &payload[..2]);
+    drop(peer);
+    let (status, stdout, stderr) = finish(program);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "301\n");
+}
+
+#[test]
+fn ws_client_rejects_two_modes_at_once() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ws-client"))
+        .args(["--echo", "--print-first", "ws://127.0.0.1:1/"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("choose one of"));
+}

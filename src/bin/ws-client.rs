@@ -5,10 +5,17 @@
 //! `--misbehave KIND` sends one deliberately broken frame instead and
 //! prints how the server answered: the "break it yourself" exercises.
 //!
+//! `--echo` sends every message back unchanged until the server closes:
+//! the client under test when Autobahn's fuzzing server tests clients
+//! (`tests/autobahn/run.sh`). `--print-first` prints the first message and
+//! closes: how that script reads the number of cases the server announces.
+//!
 //!     cargo run --bin ws-client -- ws://127.0.0.1:3000/ws --username ann
+//!     cargo run --bin ws-client -- --echo ws://127.0.0.1:9001/runCase?case=1&agent=me
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -19,13 +26,27 @@ use realtime_by_hand::json;
 use realtime_by_hand::websocket::frame::{self, OpCode};
 use realtime_by_hand::websocket::message::{CloseCode, Event};
 
-const USAGE: &str = "usage: ws-client [URL] [--username NAME] [--origin ORIGIN] [--misbehave KIND]
-  URL                the chat endpoint [ws://127.0.0.1:3000/ws]
+const USAGE: &str = "usage: ws-client [URL] [--username NAME] [--origin ORIGIN]
+                 [--misbehave KIND | --echo | --print-first]
+  URL                the endpoint [ws://127.0.0.1:3000/ws, the chat]
   --username NAME    the name your messages carry [anonymous]
   --origin ORIGIN    send this Origin header, as a browser would
   --misbehave KIND   send one broken frame and print the server's answer; KIND is one of
                      unmasked, reserved-bit, bad-opcode, big-control, fragmented-control,
-                     invalid-utf8, bad-close-code, length-top-bit, continuation, too-big";
+                     invalid-utf8, bad-close-code, length-top-bit, continuation, too-big
+  --echo             send every message back unchanged (text as text, binary as binary)
+                     until the server closes; answer its close; print a summary on
+                     stderr; exit 0 only after a clean close
+  --print-first      print the first message on stdout (text as it is, binary in hex),
+                     then close with 1000; exit 1 if the server closes before sending one";
+
+/// What the program does once connected.
+enum Mode {
+    Chat,
+    Misbehave(String),
+    Echo,
+    PrintFirst,
+}
 
 /// The broken frames of `--misbehave`, each breaking one rule of RFC 6455.
 const MISBEHAVIOURS: [(&str, &str); 10] = [
@@ -104,15 +125,30 @@ fn main() -> ExitCode {
     let mut url = "ws://127.0.0.1:3000/ws".to_string();
     let mut username = "anonymous".to_string();
     let mut origin: Option<String> = None;
-    let mut misbehave: Option<String> = None;
+    let mut mode = Mode::Chat;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let needs_value = matches!(arg.as_str(), "--username" | "--origin" | "--misbehave");
         let value = if needs_value { args.next() } else { None };
+        let chosen = match (arg.as_str(), &value) {
+            ("--misbehave", Some(v)) if broken_frame(v).is_some() => {
+                Some(Mode::Misbehave(v.clone()))
+            }
+            ("--echo", None) => Some(Mode::Echo),
+            ("--print-first", None) => Some(Mode::PrintFirst),
+            _ => None,
+        };
+        if let Some(chosen) = chosen {
+            if !matches!(mode, Mode::Chat) {
+                eprintln!("error: choose one of --misbehave, --echo and --print-first\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            mode = chosen;
+            continue;
+        }
         match (arg.as_str(), value) {
             ("--username", Some(v)) => username = v,
             ("--origin", Some(v)) => origin = Some(v),
-            ("--misbehave", Some(v)) if broken_frame(&v).is_some() => misbehave = Some(v),
             ("--misbehave", Some(v)) => {
                 eprintln!("error: unknown --misbehave kind {v:?}\n{USAGE}");
                 return ExitCode::from(2);
@@ -138,9 +174,112 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("ws-client: connected to {url}");
-    match misbehave {
-        Some(kind) => misbehave_once(&mut client, &kind),
-        None => chat(client, &username),
+    match mode {
+        Mode::Chat => chat(client, &username),
+        Mode::Misbehave(kind) => misbehave_once(&mut client, &kind),
+        Mode::Echo => echo(client),
+        Mode::PrintFirst => print_first(client),
+    }
+}
+
+/// Sends every message back as it came, until the server closes. This is
+/// the client Autobahn's fuzzing server tests: each case sends something
+/// (fragmented, interleaved with pings, invalid on purpose) and checks what
+/// comes back. Everything protocol-related (reassembly, UTF-8, answering
+/// pings and the close) happens in the library's `receive`; this loop only
+/// turns messages around.
+fn echo(mut client: WsClient) -> ExitCode {
+    let (mut texts, mut binaries) = (0usize, 0usize);
+    let echoed = |texts: usize, binaries: usize| {
+        let total = texts + binaries;
+        let plural = if total == 1 { "" } else { "s" };
+        format!("echoed {total} message{plural} ({texts} text, {binaries} binary)")
+    };
+    loop {
+        let sent = match client.receive() {
+            Ok(Received::Text(text)) => {
+                texts += 1;
+                client.send_text(&text)
+            }
+            Ok(Received::Binary(data)) => {
+                binaries += 1;
+                client.send_binary(&data)
+            }
+            Ok(Received::Closed(frame)) => {
+                // `receive` has answered the close already.
+                let how = match frame {
+                    Some(f) => format!("the server closed with {} {:?}", f.code, f.reason),
+                    None => "the server closed without a code".to_string(),
+                };
+                let ended = wait_for_end(client, Duration::from_secs(2));
+                let ended = if ended {
+                    ""
+                } else {
+                    " (it kept the TCP connection open)"
+                };
+                eprintln!(
+                    "ws-client: {}; {how}; close answered{ended}",
+                    echoed(texts, binaries)
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("ws-client: {}; then {e}", echoed(texts, binaries));
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = sent {
+            eprintln!(
+                "ws-client: {}; then could not send: {e}",
+                echoed(texts, binaries)
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+}
+
+/// RFC 6455 §7.1.1: once the close handshake is over, the server should
+/// close TCP first, and the client should wait for that instead of cutting
+/// the connection itself. Waits at most `limit` for the end of the stream;
+/// returns whether it came. (A blocked read cannot be abandoned, so the
+/// read happens on a thread the program leaves behind if it times out.)
+fn wait_for_end(mut client: WsClient, limit: Duration) -> bool {
+    let (done, ended) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = client.receive();
+        let _ = done.send(());
+    });
+    ended.recv_timeout(limit).is_ok()
+}
+
+/// Prints the first message and closes with 1000. `tests/autobahn/run.sh`
+/// uses it to ask the fuzzing server how many cases it has
+/// (`/getCaseCount` sends the number as one text message and closes). A
+/// flag here, rather than a count worked out from the spec, means the
+/// number comes from the server that will run the cases, and the only
+/// WebSocket client in the run is this one.
+fn print_first(mut client: WsClient) -> ExitCode {
+    let first = match client.receive() {
+        Ok(Received::Text(text)) => text,
+        Ok(Received::Binary(data)) => to_hex(&data),
+        Ok(Received::Closed(_)) => {
+            eprintln!("ws-client: the server closed before sending a message");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("ws-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{first}");
+    // The server may have closed right after its message (the fuzzing
+    // server does); `close` then finds that close frame waiting.
+    match client.close(CLOSE_NORMAL, "", Duration::from_secs(5)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ws-client: the message came, but the close did not: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

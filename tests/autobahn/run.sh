@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite fuzzing client against our /echo endpoint and
-# fails unless every case is OK or INFORMATIONAL.
+# Runs Autobahn|Testsuite both ways and fails unless every case of both
+# runs is OK or INFORMATIONAL:
+#   - the server: the suite's fuzzing client against our /echo endpoint;
+#   - the client: the suite's fuzzing server, with `ws-client --echo` as
+#     the client under test, one process per case.
 #
 # It installs what it needs: the suite (pip, under the Python 2.7 that pyenv
 # provides on these machines). Sections 12 and 13 (permessage-deflate) are
-# excluded: the server declines compression on purpose.
+# excluded: neither side offers or accepts compression, on purpose.
 #
 #   tests/autobahn/run.sh            # build, install, run, summarize
 #   REPORT_DIR=/tmp/ab tests/autobahn/run.sh
+#
+# The server's report is REPORT_DIR/index.html, the client's
+# REPORT_DIR/client/index.html (with ws-client.log, what it printed).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -32,10 +38,20 @@ if ! "$wstest" --autobahnversion >/dev/null 2>&1; then
 fi
 "$wstest" --autobahnversion
 
-# 3. The server, optimized (section 9 sends messages of up to 16 MiB).
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin realtime-by-hand
+# 3. The server and the client, optimized (section 9 sends messages of up
+# to 16 MiB).
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin realtime-by-hand --bin ws-client
+client="$root/target/release/ws-client"
 # shellcheck source=../common/server.sh
 source "$root/tests/common/server.sh"
+# The fuzzing server (step 6) is stopped on exit too, before the temporary
+# directory goes.
+fuzz_pid=""
+stop_all() {
+  if [ -n "$fuzz_pid" ]; then kill "$fuzz_pid" 2>/dev/null || true; wait "$fuzz_pid" 2>/dev/null || true; fi
+  stop_server
+}
+trap stop_all EXIT
 start_server autobahn "$root/target/release/realtime-by-hand" --quiet --no-inspect --tick-secs 0
 
 # 4. The run. The spec is the committed one, with the port filled in.
@@ -55,5 +71,73 @@ started=$(date +%s)
 }
 echo "autobahn: finished in $(( $(date +%s) - started )) s; report: $report_dir/index.html"
 
-# 5. The verdict.
-python3 "$here/summarize.py" "$report_dir/index.json"
+# 5. The server's verdict. Kept, not acted on yet: the client runs either way.
+verdict=0
+python3 "$here/summarize.py" "$report_dir/index.json" || verdict=1
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+
+# 6. The client. `wstest -m fuzzingserver` serves the cases; a client asks
+# /getCaseCount for their number, runs each on its own connection to
+# /runCase?case=N&agent=A, and asks /updateReports?agent=A for the report.
+# The suite listens on every interface and has no option against it;
+# listenWS is wrapped so it binds 127.0.0.1 only, and --webport 0 turns off
+# its web page on port 8080.
+client_dir="$report_dir/client"
+mkdir -p "$client_dir"
+fuzz_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+sed -e "s/PORT/$fuzz_port/" -e "s#\"./reports/client\"#\"$client_dir\"#" "$here/fuzzingserver.json" >"$work/server-spec.json"
+(cd "$work" && exec "$python2" -c '
+import sys
+from autobahntestsuite import fuzzing, wstest
+listen = fuzzing.listenWS
+fuzzing.listenWS = lambda factory, context=None: listen(factory, context, interface="127.0.0.1")
+sys.argv[0] = "wstest"
+sys.exit(wstest.run())
+' -m fuzzingserver -s "$work/server-spec.json" --webport 0 >"$work/fuzzingserver.log" 2>&1) &
+fuzz_pid=$!
+for _ in $(seq 1 100); do
+  grep -q 'Fuzzing Server (Port' "$work/fuzzingserver.log" 2>/dev/null && break
+  kill -0 "$fuzz_pid" 2>/dev/null || break
+  sleep 0.1
+done
+url="ws://127.0.0.1:$fuzz_port"
+agent="ws-client"
+count="$(timeout 10 "$client" --print-first "$url/getCaseCount" 2>>"$client_dir/ws-client.log" || true)"
+if ! [[ "$count" =~ ^[0-9]+$ ]] || [ "$count" -eq 0 ]; then
+  echo "autobahn: the fuzzing server gave no case count (got '$count'); its log:" >&2
+  tail -20 "$work/fuzzingserver.log" >&2
+  exit 1
+fi
+echo "autobahn: fuzzing server pid $fuzz_pid on port $fuzz_port, $count client cases"
+# Each case is bounded, and so is the whole loop: a client that hangs costs
+# 20 s a case at most, and the run gives up after 150 s.
+started=$(date +%s)
+timeouts=0
+for case in $(seq 1 "$count"); do
+  if [ $(( $(date +%s) - started )) -gt 150 ]; then
+    echo "autobahn: client cases still running after 150 s; stopped before case $case" >&2
+    verdict=1
+    break
+  fi
+  echo "== case $case" >>"$client_dir/ws-client.log"
+  status=0
+  timeout 20 "$client" --echo "$url/runCase?case=$case&agent=$agent" 2>>"$client_dir/ws-client.log" || status=$?
+  # Exit status 1 is a case where the client failed the connection, which
+  # many cases ask for; the report judges it. 124 is the timeout.
+  if [ "$status" -eq 124 ]; then
+    timeouts=$((timeouts + 1))
+    echo "ws-client: killed after 20 s" >>"$client_dir/ws-client.log"
+  fi
+done
+timeout 60 "$client" --echo "$url/updateReports?agent=$agent" 2>>"$client_dir/ws-client.log" || {
+  echo "autobahn: /updateReports failed; the fuzzing server's log:" >&2
+  tail -20 "$work/fuzzingserver.log" >&2
+  exit 1
+}
+echo "autobahn: client cases finished in $(( $(date +%s) - started )) s ($timeouts timed out); report: $client_dir/index.html"
+
+# 7. The client's verdict, and the run's.
+python3 "$here/summarize.py" "$client_dir/index.json" --name "$agent" --expect "$count" || verdict=1
+exit "$verdict"
