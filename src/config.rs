@@ -244,67 +244,9 @@ impl Config {
         let mut port_flag = false;
         let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {
-            // Both "--port 8080" and "--port=8080" are accepted.
-            let (flag, inline_value) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let is_switch = SWITCHES.contains(&flag.as_str());
-            if !is_switch && !VALUE_FLAGS.contains(&flag.as_str()) {
-                return Err(if flag.starts_with('-') {
-                    ConfigError::UnknownFlag(flag)
-                } else {
-                    ConfigError::UnexpectedArgument(arg)
-                });
-            }
-            let value = if is_switch {
-                if inline_value.is_some() {
-                    return Err(ConfigError::UnknownFlag(arg));
-                }
-                String::new()
-            } else {
-                match inline_value.or_else(|| args.next()) {
-                    Some(v) => v,
-                    None => return Err(ConfigError::MissingValue(flag)),
-                }
-            };
-            let v = value.as_str();
-            let f = flag.as_str();
-            match f {
-                "--host" => config.host = parse_host(f, v)?,
-                "--port" => {
-                    config.port = parse_number(f, v, "a port number from 0 to 65535")?;
-                    port_flag = true;
-                }
-                "--public" if Path::new(v).is_dir() => config.public_dir = PathBuf::from(v),
-                "--public" => return Err(bad(f, v, "an existing directory")),
-                "--tick-secs" => config.tick = parse_secs(f, v)?,
-                "--keepalive-secs" => config.keepalive = parse_positive_secs(f, v)?,
-                "--retry-ms" => config.retry_ms = parse_number(f, v, "milliseconds")?,
-                "--history" => config.history = parse_number(f, v, "a count")?,
-                "--queue" => config.queue = parse_at_least_one(f, v)?,
-                "--max-connections" => config.max_connections = parse_at_least_one(f, v)?,
-                "--max-head" => config.max_head_bytes = parse_at_least_one(f, v)?,
-                "--max-headers" => config.max_headers = parse_number(f, v, "a count")?,
-                "--max-uri" => config.max_uri_bytes = parse_at_least_one(f, v)?,
-                "--max-body" => config.max_body = parse_number(f, v, "a size in bytes")?,
-                "--max-message" => config.max_message = parse_number(f, v, "a size in bytes")?,
-                "--head-timeout-secs" => config.head_timeout = parse_positive_secs(f, v)?,
-                "--idle-timeout-secs" => config.idle_timeout = parse_positive_secs(f, v)?,
-                "--write-timeout-secs" => config.write_timeout = parse_positive_secs(f, v)?,
-                "--max-stream-secs" => config.max_stream = parse_secs(f, v)?,
-                "--ping-secs" => config.ping_interval = parse_positive_secs(f, v)?,
-                "--pong-timeout-secs" => config.pong_timeout = parse_positive_secs(f, v)?,
-                "--close-timeout-secs" => config.close_timeout = parse_positive_secs(f, v)?,
-                "--allowed-origin" => config
-                    .allowed_origins
-                    .push(v.trim_end_matches('/').to_string()),
-                "--no-inspect" => config.inspect = false,
-                "--quiet" => config.quiet = true,
-                "--help" | "-h" => return Err(ConfigError::HelpRequested),
-                // Not reached: the test below gives every listed flag a value.
-                _ => return Err(ConfigError::UnknownFlag(flag)),
-            }
+            let (flag, value) = next_flag(arg, &mut args)?;
+            port_flag |= flag == "--port";
+            config.apply(&flag, &value)?;
         }
         // PORT, as in the Node original, when no --port was given. An empty
         // PORT counts as unset.
@@ -315,6 +257,73 @@ impl Config {
             _ => {}
         }
         Ok(config)
+    }
+
+    /// Sets what one flag says (`value` is empty for a switch).
+    fn apply(&mut self, flag: &str, value: &str) -> Result<(), ConfigError> {
+        let (f, v) = (flag, value);
+        match f {
+            "--host" => self.host = parse_host(f, v)?,
+            "--port" => self.port = parse_number(f, v, "a port number from 0 to 65535")?,
+            "--public" if Path::new(v).is_dir() => self.public_dir = PathBuf::from(v),
+            "--public" => return Err(bad(f, v, "an existing directory")),
+            "--tick-secs" => self.tick = parse_secs(f, v)?,
+            "--keepalive-secs" => self.keepalive = parse_positive_secs(f, v)?,
+            "--retry-ms" => self.retry_ms = parse_number(f, v, "milliseconds")?,
+            "--history" => self.history = parse_number(f, v, "a count")?,
+            "--queue" => self.queue = parse_at_least_one(f, v)?,
+            "--max-connections" => self.max_connections = parse_at_least_one(f, v)?,
+            "--max-head" => self.max_head_bytes = parse_at_least_one(f, v)?,
+            "--max-headers" => self.max_headers = parse_number(f, v, "a count")?,
+            "--max-uri" => self.max_uri_bytes = parse_at_least_one(f, v)?,
+            "--max-body" => self.max_body = parse_number(f, v, "a size in bytes")?,
+            "--max-message" => self.max_message = parse_number(f, v, "a size in bytes")?,
+            "--head-timeout-secs" => self.head_timeout = parse_positive_secs(f, v)?,
+            "--idle-timeout-secs" => self.idle_timeout = parse_positive_secs(f, v)?,
+            "--write-timeout-secs" => self.write_timeout = parse_positive_secs(f, v)?,
+            "--max-stream-secs" => self.max_stream = parse_secs(f, v)?,
+            "--ping-secs" => self.ping_interval = parse_positive_secs(f, v)?,
+            "--pong-timeout-secs" => self.pong_timeout = parse_positive_secs(f, v)?,
+            "--close-timeout-secs" => self.close_timeout = parse_positive_secs(f, v)?,
+            "--allowed-origin" => self
+                .allowed_origins
+                .push(v.trim_end_matches('/').to_string()),
+            "--no-inspect" => self.inspect = false,
+            "--quiet" => self.quiet = true,
+            "--help" | "-h" => return Err(ConfigError::HelpRequested),
+            // Not reached: the test below gives every listed flag a value.
+            _ => return Err(ConfigError::UnknownFlag(f.to_string())),
+        }
+        Ok(())
+    }
+}
+
+/// Splits off the next flag and its value: both "--port 8080" and
+/// "--port=8080" are accepted; a switch has an empty value.
+fn next_flag(
+    arg: String,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<(String, String), ConfigError> {
+    let (flag, inline_value) = match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.clone(), None),
+    };
+    if SWITCHES.contains(&flag.as_str()) {
+        return match inline_value {
+            Some(_) => Err(ConfigError::UnknownFlag(arg)),
+            None => Ok((flag, String::new())),
+        };
+    }
+    if !VALUE_FLAGS.contains(&flag.as_str()) {
+        return Err(if flag.starts_with('-') {
+            ConfigError::UnknownFlag(flag)
+        } else {
+            ConfigError::UnexpectedArgument(arg)
+        });
+    }
+    match inline_value.or_else(|| rest.next()) {
+        Some(value) => Ok((flag, value)),
+        None => Err(ConfigError::MissingValue(flag)),
     }
 }
 

@@ -25,6 +25,7 @@ use realtime_by_hand::inspect::to_hex;
 use realtime_by_hand::json;
 use realtime_by_hand::websocket::frame::{self, OpCode};
 use realtime_by_hand::websocket::message::{CloseCode, Event};
+use realtime_by_hand::websocket::protocol::Message;
 
 const USAGE: &str = "usage: ws-client [URL] [--username NAME] [--origin ORIGIN]
                  [--misbehave KIND | --echo | --print-first]
@@ -186,8 +187,8 @@ fn main() -> ExitCode {
 /// the client Autobahn's fuzzing server tests: each case sends something
 /// (fragmented, interleaved with pings, invalid on purpose) and checks what
 /// comes back. Everything protocol-related (reassembly, UTF-8, answering
-/// pings and the close) happens in the library's `receive`; this loop only
-/// turns messages around.
+/// pings and the close) happens in the library's protocol core; this loop only
+/// turns messages around, moving each back without a copy.
 fn echo(mut client: WsClient) -> ExitCode {
     let (mut texts, mut binaries) = (0usize, 0usize);
     let echoed = |texts: usize, binaries: usize| {
@@ -199,14 +200,14 @@ fn echo(mut client: WsClient) -> ExitCode {
         let sent = match client.receive() {
             Ok(Received::Text(text)) => {
                 texts += 1;
-                client.send_text(&text)
+                client.send(Message::Text(text))
             }
             Ok(Received::Binary(data)) => {
                 binaries += 1;
-                client.send_binary(&data)
+                client.send(Message::Binary(data))
             }
             Ok(Received::Closed(frame)) => {
-                // `receive` has answered the close already.
+                // The protocol core has answered the close already.
                 let how = match frame {
                     Some(f) => format!("the server closed with {} {:?}", f.code, f.reason),
                     None => "the server closed without a code".to_string(),
@@ -274,7 +275,7 @@ fn print_first(mut client: WsClient) -> ExitCode {
     println!("{first}");
     // The server may have closed right after its message (the fuzzing
     // server does); `close` then finds that close frame waiting.
-    match client.close(CLOSE_NORMAL, "", Duration::from_secs(5)) {
+    match client.close(CloseCode::Normal, "", Duration::from_secs(5)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ws-client: the message came, but the close did not: {e}");

@@ -17,7 +17,7 @@ use crate::random;
 use crate::websocket::frame::OpCode;
 use crate::websocket::handshake::accept_key;
 use crate::websocket::message::{CloseCode, CloseFrame, Event, Role};
-use crate::websocket::protocol::{Message, Protocol, State};
+use crate::websocket::protocol::{Message, Protocol};
 use crate::websocket::session::{Link, LinkError};
 
 /// A complete message from the server, or its close.
@@ -186,6 +186,11 @@ impl WsClient {
         self.sender.send_binary(data)
     }
 
+    /// Sends a whole message, moved rather than copied.
+    pub fn send(&mut self, message: Message) -> Result<(), ClientError> {
+        self.sender.send(message)
+    }
+
     /// Writes bytes as they are, however wrong (see [`WsSender::send_raw`]).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.sender.send_raw(bytes)
@@ -196,9 +201,12 @@ impl WsClient {
     pub fn next_event(&mut self) -> Result<Event, ClientError> {
         let link = &self.sender.link;
         loop {
+            // Once the protocol is closed nothing more is read from the
+            // bytes, but the socket is still read: the server closes TCP
+            // first (§7.1.1), and that end of the stream is what a caller
+            // waiting here sees.
             match link.next_event() {
                 Ok(Some(event)) => return Ok(event),
-                Ok(None) if link.state() == State::Closed => return Err(ClientError::Closed),
                 Ok(None) => {}
                 Err(error) => {
                     // The server broke the protocol: the core has queued the
