@@ -25,6 +25,8 @@ const ROOT = path.resolve(HERE, "../..");
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, "target");
 const BIN = path.join(TARGET, "debug", "realtime-by-hand");
 const SCREENSHOTS = path.join(HERE, "screenshots");
+// axe-core's browser build, from the npm package (package.json pins it).
+const AXE = path.join(HERE, "node_modules", "axe-core", "axe.min.js");
 
 const OVERALL_MS = 120_000;
 const WAIT_MS = 10_000; // default for one wait
@@ -164,6 +166,32 @@ function recordBadges() {
   });
 }
 
+/**
+ * Runs axe-core inside the page and checks that it reports no violations.
+ * On failure every violation is printed with its rule id, its help text and
+ * the elements it found, so the message says what to fix and where.
+ */
+async function checkAccessibility(layout) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    await page.addScriptTag({ path: AXE });
+  }
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document);
+    return results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => n.target.join(" ")),
+    }));
+  });
+  for (const v of violations) {
+    console.log(`  axe (${layout}): ${v.id} [${v.impact}] ${v.help}`);
+    for (const target of v.targets) console.log(`      ${target}`);
+  }
+  check(violations.length === 0, `axe-core finds no accessibility violations at ${layout}` +
+    (violations.length ? ` (it found ${violations.map((v) => v.id).join(", ")})` : ""));
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -216,6 +244,7 @@ async function main() {
   await waitState("#sse-badge", "connected");
   await waitState("#ws-badge", "connected");
   ok("inspector, SSE and WebSocket badges say connected");
+  await checkAccessibility("1280 px");
 
   const tag = Math.random().toString(36).slice(2, 8);
 
@@ -369,11 +398,14 @@ async function main() {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await sleep(300);
   await page.screenshot({ path: path.join(SCREENSHOTS, "demo.png"), fullPage: true });
+  // Again now that the message lists are long enough to scroll.
+  await checkAccessibility("1280 px, lists full");
   await page.setViewportSize({ width: 360, height: 780 });
   await sleep(300);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   await page.screenshot({ path: path.join(SCREENSHOTS, "demo-360.png"), fullPage: true });
   check(overflow <= 0, "at 360 px wide nothing sticks out sideways (no horizontal scrolling)");
+  await checkAccessibility("360 px");
   ok("screenshots saved: tests/browser/screenshots/demo.png, demo-360.png");
 
   // 9. --no-inspect: the inspector says it is off.
