@@ -192,6 +192,32 @@ async function checkAccessibility(layout) {
     (violations.length ? ` (it found ${violations.map((v) => v.id).join(", ")})` : ""));
 }
 
+/** Waits until a form's status line says `text` in the colour of `state`. */
+async function waitStatusLine(selector, state, text) {
+  await page.waitForFunction(([sel, st, tx]) => {
+    const line = document.querySelector(sel);
+    return line.textContent === tx && line.classList.contains(st);
+  }, [selector, state, text], { timeout: WAIT_MS, polling: 50 });
+}
+
+// The status lines under both forms when a send cannot go out (run while
+// both panels are disconnected).
+async function statusLineChecks() {
+  await page.fill("#trigger-message", "  ");
+  await page.click("#trigger-form button[type='submit']");
+  await waitStatusLine("#trigger-status", "error", "type a message first");
+  check(await page.evaluate(() => document.activeElement.id === "trigger-message"),
+    "an empty event is not sent: the status line asks for a message and the box has the focus");
+  await page.fill("#chat-message", "");
+  await page.click("#chat-form button[type='submit']");
+  await waitStatusLine("#chat-status", "error", "type a message first");
+  await page.fill("#chat-message", "while disconnected");
+  await page.click("#chat-form button[type='submit']");
+  await waitStatusLine("#chat-status", "error", "not connected: press Connect first");
+  ok("a chat is not sent when empty, nor while disconnected: the status line says why");
+  await page.fill("#chat-message", "");
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -256,7 +282,8 @@ async function main() {
   await waitMessage("#sse-messages", "notification", note);
   await waitMessage("#ws-messages", "notification", note);
   ok("a triggered event (typed, Enter) appears in the SSE panel and the WebSocket panel");
-  await page.waitForFunction(() => /^200: Event sent/.test(document.querySelector("#trigger-status").textContent));
+  await page.waitForFunction(() => /^200: Event sent/.test(document.querySelector("#trigger-status").textContent) &&
+    document.querySelector("#trigger-status").classList.contains("ok"));
   ok("the server's answer to POST /trigger-event is shown");
 
   // 3. Chat over WebSocket: it reaches both panels.
@@ -314,6 +341,7 @@ async function main() {
   await waitState("#sse-badge", "disconnected");
   await waitState("#ws-badge", "disconnected");
   ok("Disconnect: both badges say disconnected");
+  await statusLineChecks();
   let counts = null;
   for (let i = 0; i < 40; i++) {
     counts = await stats(server.url);
