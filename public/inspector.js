@@ -21,21 +21,13 @@
 // records, filters them to this page's own connections, and draws them.
 
 import { hexToBytes, decodeSse, decodeWsFrame } from "./decode.js";
-import { clockTime } from "./ui.js";
+import { clockTime, element, setBadge } from "./ui.js";
 
 /** Records drawn at most (the newest). */
 export const MAX_SHOWN = 200;
 /** Records kept in memory, own and others', so "show all" has something
  *  to show and records that arrived before we knew our ids are not lost. */
 const MAX_KEPT = 600;
-
-/** A new element with a class and text (textContent: never parsed as HTML). */
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  node.className = className;
-  node.textContent = text;
-  return node;
-}
 
 /**
  * el:    { status, list, showAll, clear, summary, dropped }
@@ -47,12 +39,6 @@ export function createInspector(el, hooks) {
   let source = null;
   let off = false;     // the server runs with --no-inspect
 
-  function setStatus(state, text) {
-    el.status.dataset.state = state;
-    el.status.className = `badge badge-${state}`;
-    el.status.textContent = text;
-  }
-
   /**
    * Opens the stream. The promise resolves once it is open or has failed,
    * so app.js can open the panels after it: then the inspector sees their
@@ -61,19 +47,19 @@ export function createInspector(el, hooks) {
   function start() {
     return new Promise((resolve) => {
       source = new EventSource("/inspect");
-      setStatus("connecting", "connecting…");
+      setBadge(el.status, "connecting", "connecting…");
       // Don't hold the panels back for long if /inspect is slow to answer.
       const timer = setTimeout(resolve, 1500);
       const done = () => { clearTimeout(timer); resolve(); };
 
       source.addEventListener("open", () => {
-        setStatus("connected", "recording");
+        setBadge(el.status, "connected", "recording");
         done();
       });
       source.addEventListener("error", () => {
         if (source.readyState === EventSource.CONNECTING) {
           // The server went away; EventSource is already retrying.
-          setStatus("reconnecting", "reconnecting");
+          setBadge(el.status, "reconnecting", "reconnecting");
         } else {
           // CLOSED: the answer was not an event stream. Ask why.
           explainFailure();
@@ -101,13 +87,13 @@ export function createInspector(el, hooks) {
       controller.abort(); // if it did open a stream, we don't want it
       if (response.status === 404) {
         off = true;
-        setStatus("off", "off");
+        setBadge(el.status, "off", "off");
         updateSummary();
         return;
       }
-      setStatus("disconnected", `unavailable (${response.status})`);
+      setBadge(el.status, "disconnected", `unavailable (${response.status})`);
     } catch {
-      setStatus("disconnected", "unavailable");
+      setBadge(el.status, "disconnected", "unavailable");
     }
   }
 

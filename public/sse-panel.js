@@ -21,7 +21,7 @@
 // visible: each broadcast shows its id, and an id seen twice or a gap in
 // the ids is flagged in red. With Last-Event-ID neither should happen.
 
-import { addMessage, setBadge, messageTime, describe } from "./ui.js";
+import { addMessage, setBadge, setStatusLine, readMessage, parseMessage, messageTime, describe } from "./ui.js";
 
 /**
  * Wires the panel's elements and returns { connect, disconnect, clientId }.
@@ -110,13 +110,8 @@ export function createSsePanel(el, hooks) {
   }
 
   function onEvent(event) {
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      addMessage(el.list, { type: "?", kind: "error", text: event.data });
-      return;
-    }
+    const data = parseMessage(el.list, event.data);
+    if (data === undefined) return;
     // event.lastEventId is the browser's remembered id: the id: of this
     // event, or, if this event had no id: line, the last one before it.
     lastId = event.lastEventId;
@@ -196,15 +191,12 @@ export function createSsePanel(el, hooks) {
       });
       const answer = await response.json().catch(() => null);
       if (response.ok && answer) {
-        el.status.className = "form-status ok";
-        el.status.textContent = `${response.status}: ${answer.message} (event id ${answer.id}, queued to ${answer.delivered} clients)`;
+        setStatusLine(el.status, "ok", `${response.status}: ${answer.message} (event id ${answer.id}, queued to ${answer.delivered} clients)`);
         return true;
       }
-      el.status.className = "form-status error";
-      el.status.textContent = `${response.status}: ${answer && answer.error ? answer.error : response.statusText}`;
+      setStatusLine(el.status, "error", `${response.status}: ${answer && answer.error ? answer.error : response.statusText}`);
     } catch (error) {
-      el.status.className = "form-status error";
-      el.status.textContent = `could not reach the server: ${error.message}`;
+      setStatusLine(el.status, "error", `could not reach the server: ${error.message}`);
     }
     return false;
   }
@@ -214,13 +206,8 @@ export function createSsePanel(el, hooks) {
   // A real <form>: Enter in the text box submits it.
   el.form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const message = el.input.value.trim();
-    if (!message) {
-      el.status.className = "form-status error";
-      el.status.textContent = "type a message first";
-      el.input.focus();
-      return;
-    }
+    const message = readMessage(el.input, el.status);
+    if (message === null) return;
     if (await trigger(message)) el.input.value = "";
   });
   updateButtons();

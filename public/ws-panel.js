@@ -15,7 +15,7 @@
 //   WebSocket.CLOSING    (2)  close frames are being exchanged
 //   WebSocket.CLOSED     (3)  over, for good
 
-import { addMessage, setBadge, messageTime, describe } from "./ui.js";
+import { addMessage, setBadge, setStatusLine, readMessage, parseMessage, messageTime, describe } from "./ui.js";
 
 /** How many times we try to reconnect before giving up. */
 export const MAX_ATTEMPTS = 5;
@@ -74,13 +74,8 @@ export function createWsPanel(el, hooks) {
 
     ws.addEventListener("message", (event) => {
       // event.data is the whole message, already unmasked and reassembled.
-      let data;
-      try {
-        data = JSON.parse(event.data);
-      } catch {
-        addMessage(el.list, { type: "?", kind: "error", text: String(event.data) });
-        return;
-      }
+      const data = parseMessage(el.list, event.data);
+      if (data === undefined) return;
       if (data.type === "welcome") {
         clientId = data.clientId;
         hooks.onClientId(data.clientId);
@@ -149,24 +144,17 @@ export function createWsPanel(el, hooks) {
   }
 
   function send() {
-    const message = el.input.value.trim();
+    const message = readMessage(el.input, el.status);
+    if (message === null) return;
     const username = el.username.value.trim() || "Anonymous";
-    if (!message) {
-      el.status.className = "form-status error";
-      el.status.textContent = "type a message first";
-      el.input.focus();
-      return;
-    }
     if (!socket || socket.readyState !== WebSocket.OPEN) {
-      el.status.className = "form-status error";
-      el.status.textContent = "not connected: press Connect first";
+      setStatusLine(el.status, "error", "not connected: press Connect first");
       return;
     }
     hooks.onSend(message);
     // One text frame: the browser masks it with a fresh random key.
     socket.send(JSON.stringify({ type: "chat", message, username }));
-    el.status.className = "form-status ok";
-    el.status.textContent = `sent ${message.length} characters as one text frame`;
+    setStatusLine(el.status, "ok", `sent ${message.length} characters as one text frame`);
     el.input.value = "";
   }
 
