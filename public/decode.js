@@ -139,18 +139,21 @@ function describeSseLine(text, withEnd, cut) {
 //   then:    masking key, 4 bytes, only if MASK is 1 (client-to-server)
 //   then:    the payload, XORed with the key if MASK is 1
 
+/** The opcodes RFC 6455 §5.2 defines, by name (src/websocket/frame.rs has
+ *  the same as OP_TEXT, OP_CLOSE …): code compares with OPCODES.close, never
+ *  with a bare 0x8. */
 export const OPCODES = {
-  0x0: "continuation",
-  0x1: "text",
-  0x2: "binary",
-  0x8: "close",
-  0x9: "ping",
-  0xa: "pong",
+  continuation: 0x0,
+  text: 0x1,
+  binary: 0x2,
+  close: 0x8,
+  ping: 0x9,
+  pong: 0xa,
 };
 
 /** The opcode's name, or "reserved" for the ones RFC 6455 leaves unused. */
 export function opcodeName(opcode) {
-  return OPCODES[opcode] || "reserved";
+  return Object.keys(OPCODES).find((name) => OPCODES[name] === opcode) || "reserved";
 }
 
 /**
@@ -283,12 +286,12 @@ export function decodeWsFrame(bytes) {
 
 /** What a payload says: text for text frames, code and reason for close. */
 function describePayload(opcode, payload) {
-  if (opcode === 0x8 && payload.length >= 2) {
+  if (opcode === OPCODES.close && payload.length >= 2) {
     // RFC 6455 §5.5.1: a close payload starts with a 2-byte status code.
     const code = (payload[0] << 8) | payload[1];
     const reason = bytesToText(payload.subarray(2));
     return `close code ${code}${reason ? `, reason "${reason}"` : ""}`;
   }
-  if (opcode === 0x2) return bytesToAscii(payload);
+  if (opcode === OPCODES.binary) return bytesToAscii(payload);
   return bytesToText(payload);
 }

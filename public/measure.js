@@ -14,6 +14,8 @@
 // performance.now() is a monotonic clock in milliseconds with fractions:
 // unlike Date.now(), it never jumps when the system clock is adjusted.
 
+import { OPCODES } from "./decode.js";
+
 /** How often GET /stats is asked. */
 export const STATS_EVERY_MS = 3000;
 
@@ -103,7 +105,7 @@ export function createMeasurements(cells) {
       if (decoded.parts.some((p) => p.kind === "retry")) return;
       const payload = encoder.encode(decoded.dataText).length;
       sample(bytes.sse, record.len, payload);
-    } else if (decoded.ok && decoded.opcode === 0x1) {
+    } else if (decoded.ok && decoded.opcode === OPCODES.text) {
       // The frame's own header says how long it is (and agrees with the
       // record's `len`, which counts the whole frame).
       sample(record.dir === "in" ? bytes.wsIn : bytes.wsOut, decoded.frameLength, decoded.payloadLength);
