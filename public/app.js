@@ -6,7 +6,7 @@
 //   ws-panel.js    ws://<host>/ws with WebSocket, and our own reconnect
 //   measure.js     the live figures of the comparison table, GET /stats
 //   decode.js      bytes -> labelled parts (used by the inspector)
-//   ui.js          badges and message lists
+//   ui.js          badges, status lines and message lists
 //
 // Loaded as a module (<script type="module">): modules run after the page
 // has been parsed, so every element below exists already.

@@ -49,6 +49,12 @@ export function bytesToAscii(bytes) {
   return Array.from(bytes, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "·")).join("");
 }
 
+/** The part that stands for the bytes a record did not keep (it keeps the
+ *  first 256 bytes of an event or frame). */
+function notShownPart(note) {
+  return { label: "not shown", kind: "more", hex: "", text: "", note };
+}
+
 // ---------------------------------------------------------------------
 // Server-Sent Events
 // ---------------------------------------------------------------------
@@ -94,13 +100,7 @@ export function decodeSse(bytes, totalLength) {
   }
   const complete = totalLength === undefined || totalLength <= bytes.length;
   if (!complete) {
-    parts.push({
-      label: "not shown",
-      kind: "more",
-      hex: "",
-      text: "",
-      note: `${totalLength - bytes.length} more bytes (a record keeps the first ${bytes.length})`,
-    });
+    parts.push(notShownPart(`${totalLength - bytes.length} more bytes (a record keeps the first ${bytes.length})`));
   }
   return { parts, dataText: dataLines.join("\n"), complete };
 }
@@ -139,18 +139,26 @@ function describeSseLine(text, withEnd, cut) {
 //   then:    masking key, 4 bytes, only if MASK is 1 (client-to-server)
 //   then:    the payload, XORed with the key if MASK is 1
 
+/** The opcodes RFC 6455 §5.2 defines, by name (src/websocket/frame.rs has
+ *  the same as OP_TEXT, OP_CLOSE …): code compares with OPCODES.close, never
+ *  with a bare 0x8. */
 export const OPCODES = {
-  0x0: "continuation",
-  0x1: "text",
-  0x2: "binary",
-  0x8: "close",
-  0x9: "ping",
-  0xa: "pong",
+  continuation: 0x0,
+  text: 0x1,
+  binary: 0x2,
+  close: 0x8,
+  ping: 0x9,
+  pong: 0xa,
 };
+
+/** Byte 1's 7-bit length values that are markers, not lengths (§5.2): the
+ *  real length follows in the next 2 bytes, or in the next 8. */
+const LENGTH_16_BIT = 126;
+const LENGTH_64_BIT = 127;
 
 /** The opcode's name, or "reserved" for the ones RFC 6455 leaves unused. */
 export function opcodeName(opcode) {
-  return OPCODES[opcode] || "reserved";
+  return Object.keys(OPCODES).find((name) => OPCODES[name] === opcode) || "reserved";
 }
 
 /**
@@ -173,9 +181,8 @@ export function unmask(payload, key) {
  * bytes than a header arrived.
  */
 export function decodeWsFrame(bytes) {
-  const parts = [];
   if (bytes.length < 2) {
-    return { ok: false, parts, error: "fewer than 2 bytes: not even a header" };
+    return { ok: false, parts: [], error: "fewer than 2 bytes: not even a header" };
   }
   const b0 = bytes[0];
   const b1 = bytes[1];
@@ -185,70 +192,95 @@ export function decodeWsFrame(bytes) {
   const masked = b1 >> 7;
   const len7 = b1 & 0x7f;
 
-  parts.push({
-    label: "byte 0",
-    kind: "ws-b0",
-    hex: bytesToHex(bytes.subarray(0, 1)),
-    text: `${bits(b0).slice(0, 1)} ${bits(b0).slice(1, 4)} ${bits(b0).slice(4)}`,
-    note: `FIN=${fin} (${fin ? "last frame of the message" : "more fragments follow"}), ` +
-      `RSV=${rsv.toString(2).padStart(3, "0")}, opcode=0x${opcode.toString(16)} (${opcodeName(opcode)})`,
-  });
+  const parts = [byte0Part(b0, fin, rsv, opcode), byte1Part(b1, masked, len7)];
+  const { payloadLength, lengthForm, end } = readLength(bytes, len7);
+  if (end > 2) parts.push(lengthPart(bytes.subarray(2, end), lengthForm, payloadLength));
+  const key = masked ? bytes.subarray(end, end + 4) : null;
+  if (key) parts.push(keyPart(key));
 
-  // The length: 7 bits, or a marker saying where the real length is.
-  let offset = 2;
-  let payloadLength = len7;
-  let lengthForm = "7-bit";
-  if (len7 === 126 && bytes.length >= 4) {
-    payloadLength = (bytes[2] << 8) | bytes[3];
-    lengthForm = "16-bit";
-    offset = 4;
-  } else if (len7 === 127 && bytes.length >= 10) {
+  const headerLength = end + (key ? 4 : 0);
+  const payload = bytes.subarray(Math.min(headerLength, bytes.length));
+  const unmasked = key ? unmask(payload, key) : payload;
+  const text = describePayload(opcode, unmasked);
+  parts.push(...payloadParts(payload, unmasked, key, text));
+  const missing = payloadLength - payload.length;
+  if (missing > 0) {
+    parts.push(notShownPart(`${missing} more payload bytes (a record keeps the first ${bytes.length} bytes of a frame)`));
+  }
+  return {
+    ok: true, fin, rsv, opcode, opcodeName: opcodeName(opcode), masked, payloadLength,
+    headerLength, lengthForm, key, payload, unmasked, text, frameLength: headerLength + payloadLength, parts,
+  };
+}
+
+/**
+ * The payload length, its form, and where the length field ends. Byte 1's
+ * 7 bits are the length itself, or a marker: the real length follows in
+ * 2 bytes (LENGTH_16_BIT) or 8 bytes (LENGTH_64_BIT). A record cut before
+ * those bytes keeps the 7-bit value.
+ */
+function readLength(bytes, len7) {
+  if (len7 === LENGTH_16_BIT && bytes.length >= 4) {
+    return { payloadLength: (bytes[2] << 8) | bytes[3], lengthForm: "16-bit", end: 4 };
+  }
+  if (len7 === LENGTH_64_BIT && bytes.length >= 10) {
     // 64 bits do not fit a JavaScript number exactly; BigInt does. Frames
     // here are far below 2^53, so Number() afterwards is safe.
     let big = 0n;
     for (let i = 2; i < 10; i++) big = (big << 8n) | BigInt(bytes[i]);
-    payloadLength = Number(big);
-    lengthForm = "64-bit";
-    offset = 10;
+    return { payloadLength: Number(big), lengthForm: "64-bit", end: 10 };
   }
-  parts.push({
+  return { payloadLength: len7, lengthForm: "7-bit", end: 2 };
+}
+
+function byte0Part(b0, fin, rsv, opcode) {
+  return {
+    label: "byte 0",
+    kind: "ws-b0",
+    hex: bytesToHex([b0]),
+    text: `${bits(b0).slice(0, 1)} ${bits(b0).slice(1, 4)} ${bits(b0).slice(4)}`,
+    note: `FIN=${fin} (${fin ? "last frame of the message" : "more fragments follow"}), ` +
+      `RSV=${rsv.toString(2).padStart(3, "0")}, opcode=0x${opcode.toString(16)} (${opcodeName(opcode)})`,
+  };
+}
+
+function byte1Part(b1, masked, len7) {
+  const lengthNote =
+    len7 === LENGTH_16_BIT ? " (the real length is in the next 2 bytes)" :
+      len7 === LENGTH_64_BIT ? " (the real length is in the next 8 bytes)" : " (7-bit form: the length itself)";
+  return {
     label: "byte 1",
     kind: "ws-b1",
-    hex: bytesToHex(bytes.subarray(1, 2)),
+    hex: bytesToHex([b1]),
     text: `${bits(b1).slice(0, 1)} ${bits(b1).slice(1)}`,
     note: `MASK=${masked} (${masked ? "masked: client to server" : "not masked: server to client"}), ` +
-      `length=${len7}` +
-      (len7 === 126 ? " (the real length is in the next 2 bytes)" :
-        len7 === 127 ? " (the real length is in the next 8 bytes)" : " (7-bit form: the length itself)"),
-  });
-  if (offset > 2) {
-    parts.push({
-      label: `${lengthForm} length`,
-      kind: "ws-len",
-      hex: bytesToHex(bytes.subarray(2, offset)),
-      text: String(payloadLength),
-      note: `payload length in the ${lengthForm} form, big-endian`,
-    });
-  }
+      `length=${len7}${lengthNote}`,
+  };
+}
 
-  let key = null;
-  if (masked) {
-    key = bytes.subarray(offset, offset + 4);
-    parts.push({
-      label: "masking key",
-      kind: "ws-key",
-      hex: bytesToHex(key),
-      text: "",
-      note: "4 random bytes the browser picked for this frame",
-    });
-    offset += 4;
-  }
-  const headerLength = offset;
-  const payload = bytes.subarray(Math.min(offset, bytes.length));
-  const unmasked = key ? unmask(payload, key) : payload;
-  const frameLength = headerLength + payloadLength;
-  const missing = payloadLength - payload.length;
+function lengthPart(lengthBytes, lengthForm, payloadLength) {
+  return {
+    label: `${lengthForm} length`,
+    kind: "ws-len",
+    hex: bytesToHex(lengthBytes),
+    text: String(payloadLength),
+    note: `payload length in the ${lengthForm} form, big-endian`,
+  };
+}
 
+function keyPart(key) {
+  return {
+    label: "masking key",
+    kind: "ws-key",
+    hex: bytesToHex(key),
+    text: "",
+    note: "4 random bytes the browser picked for this frame",
+  };
+}
+
+/** The payload as it went over the wire and, if it was masked, unmasked. */
+function payloadParts(payload, unmasked, key, text) {
+  const parts = [];
   if (key) {
     parts.push({
       label: "payload (masked)",
@@ -258,7 +290,6 @@ export function decodeWsFrame(bytes) {
       note: "as on the wire: each byte XORed with key[i % 4]",
     });
   }
-  const text = describePayload(opcode, unmasked);
   parts.push({
     label: key ? "payload (unmasked)" : "payload",
     kind: "ws-payload",
@@ -266,29 +297,17 @@ export function decodeWsFrame(bytes) {
     text,
     note: key ? "decoded here in JavaScript: XORed with the key again" : "sent as is: servers never mask",
   });
-  if (missing > 0) {
-    parts.push({
-      label: "not shown",
-      kind: "more",
-      hex: "",
-      text: "",
-      note: `${missing} more payload bytes (a record keeps the first ${bytes.length} bytes of a frame)`,
-    });
-  }
-  return {
-    ok: true, fin, rsv, opcode, opcodeName: opcodeName(opcode), masked, payloadLength,
-    headerLength, lengthForm, key, payload, unmasked, text, frameLength, parts,
-  };
+  return parts;
 }
 
 /** What a payload says: text for text frames, code and reason for close. */
 function describePayload(opcode, payload) {
-  if (opcode === 0x8 && payload.length >= 2) {
+  if (opcode === OPCODES.close && payload.length >= 2) {
     // RFC 6455 §5.5.1: a close payload starts with a 2-byte status code.
     const code = (payload[0] << 8) | payload[1];
     const reason = bytesToText(payload.subarray(2));
     return `close code ${code}${reason ? `, reason "${reason}"` : ""}`;
   }
-  if (opcode === 0x2) return bytesToAscii(payload);
+  if (opcode === OPCODES.binary) return bytesToAscii(payload);
   return bytesToText(payload);
 }

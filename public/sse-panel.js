@@ -21,7 +21,7 @@
 // visible: each broadcast shows its id, and an id seen twice or a gap in
 // the ids is flagged in red. With Last-Event-ID neither should happen.
 
-import { addMessage, setBadge, messageTime, describe } from "./ui.js";
+import { addMessage, setBadge, setStatusLine, readMessage, parseMessage, messageTime, describe } from "./ui.js";
 
 /**
  * Wires the panel's elements and returns { connect, disconnect, clientId }.
@@ -30,200 +30,253 @@ import { addMessage, setBadge, messageTime, describe } from "./ui.js";
  * hooks: { onClientId(id), onMessage(data, event), onReset(data),
  *          onTrigger(message) }   — app.js uses these for the inspector
  *                                   and the measured figures
+ *
+ * Everything the panel remembers is in one object, `panel`; each function
+ * below takes it first, so each can be read on its own.
  */
 export function createSsePanel(el, hooks) {
-  let source = null;        // the EventSource, while we want one
-  let streamOpen = false;   // whether the last thing we saw was "open"
-  let browserRetries = 0;   // failed reconnection attempts in a row
-  let lastId = "";          // the last event id the browser told us about
-  let clientId = null;      // from this connection's welcome message
+  const panel = {
+    el,
+    hooks,
+    source: null,        // the EventSource, while we want one
+    streamOpen: false,   // whether the last thing we saw was "open"
+    browserRetries: 0,   // failed reconnection attempts in a row
+    lastId: "",          // the last event id the browser told us about
+    clientId: null,      // from this connection's welcome message
+    // For flagging duplicates and gaps: ids of broadcasts seen since we
+    // connected (or since a reset), and the highest of them.
+    seen: new Set(),
+    highest: null,
+  };
 
-  // For flagging duplicates and gaps: ids of broadcasts seen since we
-  // connected (or since a reset), and the highest of them.
-  let seen = new Set();
-  let highest = null;
+  el.connect.addEventListener("click", () => connect(panel));
+  el.disconnect.addEventListener("click", () => disconnect(panel));
+  // A real <form>: Enter in the text box submits it.
+  el.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitTrigger(panel);
+  });
+  updateButtons(panel);
 
-  function updateButtons() {
-    el.connect.disabled = source !== null;
-    el.disconnect.disabled = source === null;
+  return {
+    connect: () => connect(panel),
+    disconnect: () => disconnect(panel),
+    get clientId() { return panel.clientId; },
+  };
+}
+
+function updateButtons(panel) {
+  panel.el.connect.disabled = panel.source !== null;
+  panel.el.disconnect.disabled = panel.source === null;
+}
+
+/** A line the page itself writes about the stream (not from the server). */
+function note(panel, text, kind = "system") {
+  addMessage(panel.el.list, { type: "stream", kind, text });
+}
+
+// ---------------------------------------------------------------------
+// The stream: open it, then only listen
+// ---------------------------------------------------------------------
+
+function connect(panel) {
+  if (panel.source) return;
+  // A fresh EventSource has no last event id: the server starts us at
+  // the newest event (the welcome's id tells us which).
+  forgetIds(panel, null);
+  panel.lastId = "";
+  const source = new EventSource("/events");
+  panel.source = source;
+  setBadge(panel.el.badge, "connecting", "connecting…");
+  updateButtons(panel);
+
+  source.addEventListener("open", () => onOpen(panel));
+  source.addEventListener("error", () => onError(panel, source));
+  // Unnamed events ("message" type: no event: line) — all of ours.
+  source.addEventListener("message", (event) => onEvent(panel, event));
+}
+
+function onOpen(panel) {
+  // After a reconnect the browser has just sent "Last-Event-ID: <lastId>"
+  // in the request headers; the events we missed come next.
+  if (panel.browserRetries > 0 || panel.lastId !== "") {
+    note(panel, panel.lastId !== ""
+      ? `reconnected by the browser, with Last-Event-ID: ${panel.lastId}: missed events follow`
+      : "reconnected by the browser");
   }
+  panel.streamOpen = true;
+  panel.browserRetries = 0;
+  setBadge(panel.el.badge, "connected");
+}
 
-  function connect() {
-    if (source) return;
-    // A fresh EventSource has no last event id: the server starts us at
-    // the newest event (the welcome's id tells us which).
-    seen = new Set();
-    highest = null;
-    lastId = "";
-    source = new EventSource("/events");
-    setBadge(el.badge, "connecting", "connecting…");
-    updateButtons();
+function onError(panel, source) {
+  // "error" fires when the stream ends or a reconnection fails. The
+  // readyState tells which of the two situations we are in.
+  if (source.readyState === EventSource.CONNECTING) {
+    showBrowserReconnecting(panel);
+  } else {
+    // CLOSED: the answer was not a 200 text/event-stream (a 404, a 503
+    // when the server is full …). EventSource never retries that.
+    note(panel, "the server refused the stream; EventSource does not retry that. Press Connect to try again.", "error");
+    stop(panel);
+  }
+}
 
-    source.addEventListener("open", () => {
-      // After a reconnect the browser has just sent "Last-Event-ID: <lastId>"
-      // in the request headers; the events we missed come next.
-      if (browserRetries > 0 || lastId !== "") {
-        addMessage(el.list, {
-          type: "stream",
-          kind: "system",
-          text: lastId !== ""
-            ? `reconnected by the browser, with Last-Event-ID: ${lastId}: missed events follow`
-            : "reconnected by the browser",
-        });
-      }
-      streamOpen = true;
-      browserRetries = 0;
-      setBadge(el.badge, "connected");
+/** The browser is waiting out the retry: delay, or a retry just failed. */
+function showBrowserReconnecting(panel) {
+  if (panel.streamOpen) {
+    note(panel, `stream ended: the browser reconnects by itself after the server's retry: delay` +
+      (panel.lastId !== "" ? ` and will send Last-Event-ID: ${panel.lastId}` : ""));
+  } else {
+    panel.browserRetries += 1;
+  }
+  panel.streamOpen = false;
+  setBadge(panel.el.badge, "reconnecting", panel.browserRetries > 0
+    ? `reconnecting (the browser's try ${panel.browserRetries + 1})`
+    : "reconnecting");
+}
+
+/** Forgets the EventSource (close() stops all reconnecting). */
+function stop(panel) {
+  if (panel.source) panel.source.close();
+  panel.source = null;
+  panel.streamOpen = false;
+  panel.browserRetries = 0;
+  panel.clientId = null;
+  setBadge(panel.el.badge, "disconnected");
+  updateButtons(panel);
+}
+
+function disconnect(panel) {
+  if (!panel.source) return;
+  stop(panel);
+  note(panel, "disconnected (EventSource.close(): the browser will not reconnect)");
+}
+
+// ---------------------------------------------------------------------
+// The events
+// ---------------------------------------------------------------------
+
+function onEvent(panel, event) {
+  const data = parseMessage(panel.el.list, event.data);
+  if (data === undefined) return;
+  // event.lastEventId is the browser's remembered id: the id: of this
+  // event, or, if this event had no id: line, the last one before it.
+  panel.lastId = event.lastEventId;
+  const time = messageTime(data);
+
+  switch (data.type) {
+    case "welcome":
+      showWelcome(panel, data, time);
+      break;
+    case "initial_data":
+      // No id: line; the browser keeps the welcome's id, so we show none.
+      addMessage(panel.el.list, { type: data.type, time, text: data.message });
+      break;
+    case "reset":
+      showReset(panel, data, time);
+      break;
+    default:
+      showBroadcast(panel, data, time);
+  }
+  panel.hooks.onMessage(data, event);
+}
+
+function showWelcome(panel, data, time) {
+  // The welcome's id is this connection's resume point.
+  panel.clientId = data.clientId;
+  if (panel.highest === null) panel.highest = Number(panel.lastId);
+  addMessage(panel.el.list, {
+    type: "welcome",
+    id: panel.lastId,
+    time,
+    text: `${data.message} (resume point: id ${panel.lastId})`,
+  });
+  panel.hooks.onClientId(data.clientId);
+}
+
+function showReset(panel, data, time) {
+  // The server could not replay everything after our Last-Event-ID:
+  // either it is older than the history holds, or (after a restart)
+  // newer than anything this server process ever sent. Ids start
+  // over from here.
+  forgetIds(panel, Number(data.newestId));
+  addMessage(panel.el.list, {
+    type: "reset",
+    kind: "error",
+    flags: ["resume incomplete"],
+    time,
+    text: `${data.message}; the server's newest id is ${data.newestId}. Some events may have been missed.`,
+  });
+  panel.hooks.onReset(data);
+}
+
+function showBroadcast(panel, data, time) {
+  // A broadcast carries an id: line, one more than the last.
+  const id = Number(panel.lastId);
+  const flags = idFlags(panel, id);
+  rememberId(panel, id);
+  addMessage(panel.el.list, { type: data.type, id: panel.lastId, time, text: describe(data), flags });
+}
+
+// ---------------------------------------------------------------------
+// Event ids: making resuming visible
+// ---------------------------------------------------------------------
+
+/** Starts the bookkeeping over; `highest` is the id to count gaps from. */
+function forgetIds(panel, highest) {
+  panel.seen = new Set();
+  panel.highest = highest;
+}
+
+/** What is wrong with this id, if anything: seen before, or ids skipped. */
+function idFlags(panel, id) {
+  if (panel.seen.has(id)) return ["seen twice!"];
+  if (panel.highest !== null && id > panel.highest + 1) return [`gap: ids ${panel.highest + 1}–${id - 1} missed`];
+  return [];
+}
+
+function rememberId(panel, id) {
+  panel.seen.add(id);
+  if (panel.highest === null || id > panel.highest) panel.highest = id;
+}
+
+// ---------------------------------------------------------------------
+// POST /trigger-event
+// ---------------------------------------------------------------------
+
+async function submitTrigger(panel) {
+  const message = readMessage(panel.el.input, panel.el.status);
+  if (message === null) return;
+  if (await trigger(panel, message)) panel.el.input.value = "";
+}
+
+// The page asks the server to broadcast. The answer comes back on this
+// fetch; the event itself comes back on the stream (and to every
+// WebSocket client). True when the server took the event.
+async function trigger(panel, message) {
+  panel.hooks.onTrigger(message);
+  try {
+    const response = await fetch("/trigger-event", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message }),
     });
-
-    source.addEventListener("error", () => {
-      // "error" fires when the stream ends or a reconnection fails. The
-      // readyState tells which of the two situations we are in.
-      if (source.readyState === EventSource.CONNECTING) {
-        if (streamOpen) {
-          addMessage(el.list, {
-            type: "stream",
-            kind: "system",
-            text: `stream ended: the browser reconnects by itself after the server's retry: delay` +
-              (lastId !== "" ? ` and will send Last-Event-ID: ${lastId}` : ""),
-          });
-        } else {
-          browserRetries += 1;
-        }
-        streamOpen = false;
-        setBadge(el.badge, "reconnecting",
-          browserRetries > 0 ? `reconnecting (the browser's try ${browserRetries + 1})` : "reconnecting");
-      } else {
-        // CLOSED: the answer was not a 200 text/event-stream (a 404, a 503
-        // when the server is full …). EventSource never retries that.
-        addMessage(el.list, {
-          type: "stream",
-          kind: "error",
-          text: "the server refused the stream; EventSource does not retry that. Press Connect to try again.",
-        });
-        stop();
-      }
-    });
-
-    // Unnamed events ("message" type: no event: line) — all of ours.
-    source.addEventListener("message", (event) => onEvent(event));
-  }
-
-  function onEvent(event) {
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      addMessage(el.list, { type: "?", kind: "error", text: event.data });
-      return;
-    }
-    // event.lastEventId is the browser's remembered id: the id: of this
-    // event, or, if this event had no id: line, the last one before it.
-    lastId = event.lastEventId;
-    const time = messageTime(data);
-
-    switch (data.type) {
-      case "welcome": {
-        // The welcome's id is this connection's resume point.
-        clientId = data.clientId;
-        if (highest === null) highest = Number(lastId);
-        addMessage(el.list, { type: "welcome", id: lastId, time, text: `${data.message} (resume point: id ${lastId})` });
-        hooks.onClientId(data.clientId);
-        break;
-      }
-      case "initial_data":
-        // No id: line; the browser keeps the welcome's id, so we show none.
-        addMessage(el.list, { type: data.type, time, text: data.message });
-        break;
-      case "reset": {
-        // The server could not replay everything after our Last-Event-ID:
-        // either it is older than the history holds, or (after a restart)
-        // newer than anything this server process ever sent. Ids start
-        // over from here.
-        seen = new Set();
-        highest = Number(data.newestId);
-        addMessage(el.list, {
-          type: "reset",
-          kind: "error",
-          flags: ["resume incomplete"],
-          time,
-          text: `${data.message}; the server's newest id is ${data.newestId}. Some events may have been missed.`,
-        });
-        hooks.onReset(data);
-        break;
-      }
-      default: {
-        // A broadcast: it carries an id: line, one more than the last.
-        const id = Number(lastId);
-        const flags = [];
-        if (seen.has(id)) flags.push("seen twice!");
-        else if (highest !== null && id > highest + 1) flags.push(`gap: ids ${highest + 1}–${id - 1} missed`);
-        seen.add(id);
-        if (highest === null || id > highest) highest = id;
-        addMessage(el.list, { type: data.type, id: lastId, time, text: describe(data), flags });
-      }
-    }
-    hooks.onMessage(data, event);
-  }
-
-  /** Forgets the EventSource (close() stops all reconnecting). */
-  function stop() {
-    if (source) source.close();
-    source = null;
-    streamOpen = false;
-    browserRetries = 0;
-    clientId = null;
-    setBadge(el.badge, "disconnected");
-    updateButtons();
-  }
-
-  function disconnect() {
-    if (!source) return;
-    stop();
-    addMessage(el.list, { type: "stream", kind: "system", text: "disconnected (EventSource.close(): the browser will not reconnect)" });
-  }
-
-  // POST /trigger-event: the page asks the server to broadcast. The answer
-  // comes back on this fetch; the event itself comes back on the stream
-  // (and to every WebSocket client).
-  async function trigger(message) {
-    hooks.onTrigger(message);
-    try {
-      const response = await fetch("/trigger-event", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ message }),
-      });
-      const answer = await response.json().catch(() => null);
-      if (response.ok && answer) {
-        el.status.className = "form-status ok";
-        el.status.textContent = `${response.status}: ${answer.message} (event id ${answer.id}, queued to ${answer.delivered} clients)`;
-        return true;
-      }
-      el.status.className = "form-status error";
-      el.status.textContent = `${response.status}: ${answer && answer.error ? answer.error : response.statusText}`;
-    } catch (error) {
-      el.status.className = "form-status error";
-      el.status.textContent = `could not reach the server: ${error.message}`;
-    }
+    const answer = await response.json().catch(() => null);
+    return showTriggerAnswer(panel, response, answer);
+  } catch (error) {
+    setStatusLine(panel.el.status, "error", `could not reach the server: ${error.message}`);
     return false;
   }
+}
 
-  el.connect.addEventListener("click", connect);
-  el.disconnect.addEventListener("click", disconnect);
-  // A real <form>: Enter in the text box submits it.
-  el.form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const message = el.input.value.trim();
-    if (!message) {
-      el.status.className = "form-status error";
-      el.status.textContent = "type a message first";
-      el.input.focus();
-      return;
-    }
-    if (await trigger(message)) el.input.value = "";
-  });
-  updateButtons();
-
-  return { connect, disconnect, get clientId() { return clientId; } };
+function showTriggerAnswer(panel, response, answer) {
+  if (response.ok && answer) {
+    setStatusLine(panel.el.status, "ok",
+      `${response.status}: ${answer.message} (event id ${answer.id}, queued to ${answer.delivered} clients)`);
+    return true;
+  }
+  setStatusLine(panel.el.status, "error",
+    `${response.status}: ${answer && answer.error ? answer.error : response.statusText}`);
+  return false;
 }

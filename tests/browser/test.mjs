@@ -25,6 +25,8 @@ const ROOT = path.resolve(HERE, "../..");
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, "target");
 const BIN = path.join(TARGET, "debug", "realtime-by-hand");
 const SCREENSHOTS = path.join(HERE, "screenshots");
+// axe-core's browser build, from the npm package (package.json pins it).
+const AXE = path.join(HERE, "node_modules", "axe-core", "axe.min.js");
 
 const OVERALL_MS = 120_000;
 const WAIT_MS = 10_000; // default for one wait
@@ -164,6 +166,58 @@ function recordBadges() {
   });
 }
 
+/**
+ * Runs axe-core inside the page and checks that it reports no violations.
+ * On failure every violation is printed with its rule id, its help text and
+ * the elements it found, so the message says what to fix and where.
+ */
+async function checkAccessibility(layout) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    await page.addScriptTag({ path: AXE });
+  }
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document);
+    return results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => n.target.join(" ")),
+    }));
+  });
+  for (const v of violations) {
+    console.log(`  axe (${layout}): ${v.id} [${v.impact}] ${v.help}`);
+    for (const target of v.targets) console.log(`      ${target}`);
+  }
+  check(violations.length === 0, `axe-core finds no accessibility violations at ${layout}` +
+    (violations.length ? ` (it found ${violations.map((v) => v.id).join(", ")})` : ""));
+}
+
+/** Waits until a form's status line says `text` in the colour of `state`. */
+async function waitStatusLine(selector, state, text) {
+  await page.waitForFunction(([sel, st, tx]) => {
+    const line = document.querySelector(sel);
+    return line.textContent === tx && line.classList.contains(st);
+  }, [selector, state, text], { timeout: WAIT_MS, polling: 50 });
+}
+
+// The status lines under both forms when a send cannot go out (run while
+// both panels are disconnected).
+async function statusLineChecks() {
+  await page.fill("#trigger-message", "  ");
+  await page.click("#trigger-form button[type='submit']");
+  await waitStatusLine("#trigger-status", "error", "type a message first");
+  check(await page.evaluate(() => document.activeElement.id === "trigger-message"),
+    "an empty event is not sent: the status line asks for a message and the box has the focus");
+  await page.fill("#chat-message", "");
+  await page.click("#chat-form button[type='submit']");
+  await waitStatusLine("#chat-status", "error", "type a message first");
+  await page.fill("#chat-message", "while disconnected");
+  await page.click("#chat-form button[type='submit']");
+  await waitStatusLine("#chat-status", "error", "not connected: press Connect first");
+  ok("a chat is not sent when empty, nor while disconnected: the status line says why");
+  await page.fill("#chat-message", "");
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -216,6 +270,7 @@ async function main() {
   await waitState("#sse-badge", "connected");
   await waitState("#ws-badge", "connected");
   ok("inspector, SSE and WebSocket badges say connected");
+  await checkAccessibility("1280 px");
 
   const tag = Math.random().toString(36).slice(2, 8);
 
@@ -227,7 +282,8 @@ async function main() {
   await waitMessage("#sse-messages", "notification", note);
   await waitMessage("#ws-messages", "notification", note);
   ok("a triggered event (typed, Enter) appears in the SSE panel and the WebSocket panel");
-  await page.waitForFunction(() => /^200: Event sent/.test(document.querySelector("#trigger-status").textContent));
+  await page.waitForFunction(() => /^200: Event sent/.test(document.querySelector("#trigger-status").textContent) &&
+    document.querySelector("#trigger-status").classList.contains("ok"));
   ok("the server's answer to POST /trigger-event is shown");
 
   // 3. Chat over WebSocket: it reaches both panels.
@@ -285,6 +341,7 @@ async function main() {
   await waitState("#sse-badge", "disconnected");
   await waitState("#ws-badge", "disconnected");
   ok("Disconnect: both badges say disconnected");
+  await statusLineChecks();
   let counts = null;
   for (let i = 0; i < 40; i++) {
     counts = await stats(server.url);
@@ -369,11 +426,14 @@ async function main() {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await sleep(300);
   await page.screenshot({ path: path.join(SCREENSHOTS, "demo.png"), fullPage: true });
+  // Again now that the message lists are long enough to scroll.
+  await checkAccessibility("1280 px, lists full");
   await page.setViewportSize({ width: 360, height: 780 });
   await sleep(300);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   await page.screenshot({ path: path.join(SCREENSHOTS, "demo-360.png"), fullPage: true });
   check(overflow <= 0, "at 360 px wide nothing sticks out sideways (no horizontal scrolling)");
+  await checkAccessibility("360 px");
   ok("screenshots saved: tests/browser/screenshots/demo.png, demo-360.png");
 
   // 9. --no-inspect: the inspector says it is off.
