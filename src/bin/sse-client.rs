@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use realtime_by_hand::client::describe_message;
-use realtime_by_hand::client::sse::{Backoff, ReconnectingClient};
+use realtime_by_hand::client::sse::{Backoff, ReconnectingClient, SseEvent};
 
 const USAGE: &str =
     "usage: sse-client [URL] [--max-attempts N] [--base-delay-secs S] [--no-jitter] [--count N]
@@ -22,55 +22,29 @@ const USAGE: &str =
   --no-jitter           wait exactly the computed delay (no random spread)
   --count N             exit after N events (for scripts and tests)";
 
-fn main() -> ExitCode {
-    let mut url = "http://127.0.0.1:3000/events".to_string();
-    let mut backoff = Backoff::default();
-    let mut count: Option<u64> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| format!("option '{name}' needs a value"))
-        };
-        let parsed: Result<(), String> = match arg.as_str() {
-            "--max-attempts" => value(&arg).and_then(|v| {
-                v.parse()
-                    .map(|n| backoff.max_attempts = n)
-                    .map_err(|_| format!("invalid --max-attempts {v:?}"))
-            }),
-            "--base-delay-secs" => value(&arg).and_then(|v| match v.parse::<f64>() {
-                Ok(s) if s.is_finite() && s >= 0.0 => {
-                    backoff.base = Duration::from_secs_f64(s);
-                    Ok(())
-                }
-                _ => Err(format!("invalid --base-delay-secs {v:?}")),
-            }),
-            "--count" => value(&arg).and_then(|v| {
-                v.parse()
-                    .map(|n| count = Some(n))
-                    .map_err(|_| format!("invalid --count {v:?}"))
-            }),
-            "--no-jitter" => {
-                backoff.jitter = false;
-                Ok(())
-            }
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other if !other.starts_with('-') => {
-                url = other.to_string();
-                Ok(())
-            }
-            other => Err(format!("unknown option '{other}'")),
-        };
-        if let Err(message) = parsed {
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
+/// The flags that take a value.
+const VALUE_FLAGS: [&str; 3] = ["--max-attempts", "--base-delay-secs", "--count"];
 
-    let mut client = match ReconnectingClient::new(&url, backoff) {
+/// What the command line asks for.
+struct Options {
+    url: String,
+    backoff: Backoff,
+    /// Exit after this many events.
+    count: Option<u64>,
+}
+
+/// What the command line amounts to: options to run with, or an exit now.
+enum Parsed {
+    Run(Options),
+    Exit(ExitCode),
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Parsed::Run(options) => options,
+        Parsed::Exit(code) => return code,
+    };
+    let mut client = match ReconnectingClient::new(&options.url, options.backoff) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("error: {e}\n{USAGE}");
@@ -83,22 +57,10 @@ fn main() -> ExitCode {
     loop {
         match client.next_event() {
             Ok(event) => {
-                // An id carries over to the events after it; show it only
-                // where it changes, which is where the server sent one.
-                let id = if event.last_event_id == previous_id {
-                    String::new()
-                } else {
-                    format!("#{} ", event.last_event_id)
-                };
-                previous_id = event.last_event_id.clone();
-                let name = if event.event_type == "message" {
-                    String::new()
-                } else {
-                    format!("<{}> ", event.event_type)
-                };
-                println!("{id}{name}{}", describe_message(&event.data));
+                println!("{}", describe_event(&event, &previous_id));
+                previous_id = event.last_event_id;
                 received += 1;
-                if count == Some(received) {
+                if options.count == Some(received) {
                     return ExitCode::SUCCESS;
                 }
             }
@@ -108,4 +70,73 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// One line for an event: its id where it changes (which is where the
+/// server sent one: an id carries over to the events after it), its type
+/// when it is not the default, then the message.
+fn describe_event(event: &SseEvent, previous_id: &str) -> String {
+    let id = if event.last_event_id == previous_id {
+        String::new()
+    } else {
+        format!("#{} ", event.last_event_id)
+    };
+    let name = if event.event_type == "message" {
+        String::new()
+    } else {
+        format!("<{}> ", event.event_type)
+    };
+    format!("{id}{name}{}", describe_message(&event.data))
+}
+
+/// Reads the flags; a bad one exits with 2 and the usage.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Parsed {
+    let mut options = Options {
+        url: "http://127.0.0.1:3000/events".to_string(),
+        backoff: Backoff::default(),
+        count: None,
+    };
+    while let Some(arg) = args.next() {
+        let parsed = match arg.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Parsed::Exit(ExitCode::SUCCESS);
+            }
+            "--no-jitter" => {
+                options.backoff.jitter = false;
+                Ok(())
+            }
+            other if !other.starts_with('-') => {
+                options.url = other.to_string();
+                Ok(())
+            }
+            flag => match args.next() {
+                Some(value) => apply(&mut options, flag, &value),
+                None if VALUE_FLAGS.contains(&flag) => {
+                    Err(format!("option '{flag}' needs a value"))
+                }
+                None => Err(format!("unknown option '{flag}'")),
+            },
+        };
+        if let Err(message) = parsed {
+            eprintln!("error: {message}\n{USAGE}");
+            return Parsed::Exit(ExitCode::from(2));
+        }
+    }
+    Parsed::Run(options)
+}
+
+/// Sets what one flag with a value says.
+fn apply(options: &mut Options, flag: &str, value: &str) -> Result<(), String> {
+    let invalid = || format!("invalid {flag} {value:?}");
+    match flag {
+        "--max-attempts" => options.backoff.max_attempts = value.parse().map_err(|_| invalid())?,
+        "--base-delay-secs" => match value.parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => options.backoff.base = Duration::from_secs_f64(s),
+            _ => return Err(invalid()),
+        },
+        "--count" => options.count = Some(value.parse().map_err(|_| invalid())?),
+        other => return Err(format!("unknown option '{other}'")),
+    }
+    Ok(())
 }

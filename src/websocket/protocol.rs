@@ -338,3 +338,187 @@ impl Protocol {
         self.output.push_back(Outgoing { head, body });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::websocket::frame::encode_masked_frame;
+
+    /// RFC 6455 §5.7's masking key.
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn server() -> Protocol {
+        Protocol::new(Role::Server, 1 << 20)
+    }
+
+    /// Everything queued to send, as the bytes that go on the wire.
+    fn sent(protocol: &mut Protocol) -> Vec<u8> {
+        let frames = protocol.data_to_send();
+        frames.iter().flat_map(|f| f.parts().concat()).collect()
+    }
+
+    fn from_client(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        encode_masked_frame(true, opcode, payload, KEY)
+    }
+
+    #[test]
+    fn a_ping_in_is_a_pong_out() {
+        let mut p = server();
+        // §5.7: a masked ping carrying "Hello".
+        p.receive_data(&[
+            0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ]);
+        assert_eq!(p.next_event(), Ok(Some(Event::Ping(b"Hello".to_vec()))));
+        assert_eq!(sent(&mut p), b"\x8a\x05Hello");
+        assert_eq!(p.state(), State::Open);
+    }
+
+    #[test]
+    fn a_close_in_is_echoed_with_its_code_and_ends_the_connection() {
+        let mut p = server();
+        p.receive_data(&from_client(OpCode::Close, b"\x03\xe8bye"));
+        let event = p.next_event().unwrap().unwrap();
+        assert!(matches!(&event, Event::Close(Some(f)) if f.code == CloseCode::Normal));
+        assert_eq!(sent(&mut p), b"\x88\x02\x03\xe8");
+        assert_eq!(p.state(), State::Closed);
+        assert_eq!(
+            p.send_message(Message::Text("late".into())),
+            Err(SendError::Closed)
+        );
+        assert_eq!(sent(&mut p), b"", "nothing follows the close");
+    }
+
+    #[test]
+    fn an_empty_close_is_answered_with_an_empty_close() {
+        let mut p = server();
+        p.receive_data(&from_client(OpCode::Close, b""));
+        assert_eq!(p.next_event(), Ok(Some(Event::Close(None))));
+        assert_eq!(sent(&mut p), b"\x88\x00");
+    }
+
+    #[test]
+    fn a_bad_frame_in_is_a_close_with_1002_out() {
+        let mut p = server();
+        // RSV1 set, with no extension that defines it (§5.2).
+        p.receive_data(&[0xC1, 0x80, 0, 0, 0, 0]);
+        let error = p.next_event().unwrap_err();
+        assert_eq!(error.close_code(), CloseCode::ProtocolError);
+        let reason = b"reserved bits 100 set without an extension";
+        let mut expected = vec![0x88, 2 + reason.len() as u8, 0x03, 0xea];
+        expected.extend_from_slice(reason);
+        assert_eq!(sent(&mut p), expected);
+        // §7.1.7: after failing, nothing more is read.
+        p.receive_data(&from_client(OpCode::Ping, b"x"));
+        assert_eq!(p.next_event(), Ok(None));
+        assert_eq!(sent(&mut p), b"");
+        assert_eq!(p.state(), State::Closed);
+    }
+
+    #[test]
+    fn bad_text_and_oversized_messages_have_their_own_codes() {
+        let mut p = server();
+        p.receive_data(&from_client(OpCode::Text, &[0xC3, 0x28]));
+        assert!(p.next_event().is_err());
+        assert_eq!(sent(&mut p)[..4], [0x88, 0x19, 0x03, 0xef]); // 1007
+
+        let mut p = Protocol::new(Role::Server, 10);
+        p.receive_data(&from_client(OpCode::Binary, &[0; 11]));
+        assert!(p.next_event().is_err());
+        assert_eq!(sent(&mut p)[2..4], [0x03, 0xf1]); // 1009
+    }
+
+    #[test]
+    fn replies_keep_the_order_of_what_they_answer() {
+        // A message, then a protocol error, in one read: the application's
+        // answer to the message goes out before the close.
+        let mut p = server();
+        let mut input = from_client(OpCode::Text, b"hi");
+        input.extend(from_client(OpCode::Continuation, b"orphan"));
+        p.receive_data(&input);
+        let Ok(Some(Event::Text(text))) = p.next_event() else {
+            panic!("the text comes first");
+        };
+        p.send_message(Message::Text(text)).unwrap();
+        assert!(p.next_event().is_err());
+        let out = sent(&mut p);
+        assert_eq!(&out[..4], b"\x81\x02hi");
+        assert_eq!(out[4], 0x88);
+    }
+
+    #[test]
+    fn after_our_close_nothing_else_is_sent_and_the_peer_close_completes_it() {
+        let mut p = server();
+        p.send_close(Some(CloseCode::Policy), "too slow").unwrap();
+        assert_eq!(p.state(), State::Closing);
+        assert_eq!(p.send_ping(b"?"), Err(SendError::Closed));
+        assert_eq!(p.send_close(None, ""), Err(SendError::Closed));
+        assert_eq!(sent(&mut p), b"\x88\x0a\x03\xf0too slow");
+        // A ping that crosses our close is not answered: the close is last.
+        p.receive_data(&from_client(OpCode::Ping, b"p"));
+        p.receive_data(&from_client(OpCode::Close, b"\x03\xf0"));
+        assert_eq!(p.next_event(), Ok(Some(Event::Ping(b"p".to_vec()))));
+        assert!(matches!(p.next_event(), Ok(Some(Event::Close(Some(_))))));
+        assert_eq!(sent(&mut p), b"", "the handshake is complete: no echo");
+        assert_eq!(p.state(), State::Closed);
+    }
+
+    #[test]
+    fn tcp_ending_without_a_close_closes_the_protocol() {
+        let mut p = server();
+        p.receive_eof();
+        assert_eq!(p.state(), State::Closed);
+        assert_eq!(p.send_ping(b""), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_client_masks_what_it_sends_and_answers_unmasked_pings() {
+        let mut p = Protocol::new(Role::Client, 1 << 20).with_masks(|| KEY);
+        p.send_message(Message::Text("Hello".into())).unwrap();
+        // §5.7: the masked "Hello", byte for byte.
+        assert_eq!(
+            sent(&mut p),
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+        p.receive_data(&[0x89, 0x05, b'H', b'e', b'l', b'l', b'o']);
+        assert_eq!(p.next_event(), Ok(Some(Event::Ping(b"Hello".to_vec()))));
+        // §5.7: the masked pong answering it.
+        assert_eq!(
+            sent(&mut p),
+            [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+    }
+
+    #[test]
+    fn large_payloads_are_moved_not_copied_behind_their_header() {
+        let mut p = server();
+        let big = vec![7u8; COPY_LIMIT + 1];
+        p.send_message(Message::Binary(big.clone())).unwrap();
+        let frames = p.data_to_send();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].head, [0x82, 0x7e, 0x40, 0x01]);
+        assert_eq!(frames[0].body, Body::Owned(big));
+    }
+
+    #[test]
+    fn bytes_split_anywhere_give_the_same_events_and_replies() {
+        let mut input = from_client(OpCode::Ping, b"one");
+        input.extend(from_client(OpCode::Text, "héllo".as_bytes()));
+        input.extend(from_client(OpCode::Close, b"\x03\xe9"));
+        for chunk in [1, 2, 3, 7, input.len()] {
+            let mut p = server();
+            let mut events = Vec::new();
+            for piece in input.chunks(chunk) {
+                p.receive_data(piece);
+                while let Some(event) = p.next_event().unwrap() {
+                    events.push(event);
+                }
+            }
+            assert_eq!(events.len(), 3, "chunks of {chunk}");
+            assert_eq!(
+                sent(&mut p),
+                b"\x8a\x03one\x88\x02\x03\xe9",
+                "chunks of {chunk}"
+            );
+        }
+    }
+}
