@@ -39,8 +39,15 @@ pub struct Config {
     pub max_uri_bytes: usize,
     /// Largest request body (`POST /trigger-event`).
     pub max_body: usize,
-    /// Largest WebSocket frame or reassembled message.
+    /// Largest WebSocket frame or reassembled message on `/echo`.
     pub max_message: usize,
+    /// Largest chat message (the whole JSON text) on `/` and `/ws`.
+    pub max_chat_bytes: usize,
+    /// Bytes of partly received messages and request bodies that all
+    /// connections together may hold.
+    pub max_buffered_bytes: usize,
+    /// A WebSocket message that has started must be complete within this.
+    pub message_timeout: Duration,
     /// Deadline for a whole request head (or body) once it has started.
     pub head_timeout: Duration,
     /// How long a persistent connection may wait for its next request.
@@ -80,6 +87,9 @@ impl Default for Config {
             max_uri_bytes: 8 * 1024,
             max_body: 64 * 1024,
             max_message: 16 * 1024 * 1024,
+            max_chat_bytes: 64 * 1024,
+            max_buffered_bytes: default_max_buffered_bytes(),
+            message_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
@@ -140,7 +150,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 22] = [
+const VALUE_FLAGS: [&str; 25] = [
     "--host",
     "--port",
     "--public",
@@ -155,6 +165,9 @@ const VALUE_FLAGS: [&str; 22] = [
     "--max-uri",
     "--max-body",
     "--max-message",
+    "--max-chat-bytes",
+    "--max-buffered-bytes",
+    "--message-timeout-secs",
     "--head-timeout-secs",
     "--idle-timeout-secs",
     "--write-timeout-secs",
@@ -194,7 +207,11 @@ Options (defaults in brackets):
   --max-headers N            header fields per request [{headers}]
   --max-uri BYTES            request target length [{uri}]
   --max-body BYTES           request body [{body}]
-  --max-message BYTES        WebSocket frame or message [{message}]
+  --max-message BYTES        WebSocket frame or message on /echo [{message}]
+  --max-chat-bytes BYTES     chat message on / and /ws, checked before it is read [{chat}]
+  --max-buffered-bytes BYTES partly received messages and bodies, all connections together
+                             [{buffered}, a quarter of this machine's memory]
+  --message-timeout-secs S   a WebSocket message must be complete this long after it starts [{message_timeout}]
   --head-timeout-secs S      deadline for a request head or body [{head_timeout}]
   --idle-timeout-secs S      wait for the next request on a kept-alive connection [{idle}]
   --write-timeout-secs S     a write to a client that does not read [{write}]
@@ -221,6 +238,9 @@ Options (defaults in brackets):
         uri = d.max_uri_bytes,
         body = d.max_body,
         message = d.max_message,
+        chat = d.max_chat_bytes,
+        buffered = d.max_buffered_bytes,
+        message_timeout = secs(d.message_timeout),
         head_timeout = secs(d.head_timeout),
         idle = secs(d.idle_timeout),
         write = secs(d.write_timeout),
@@ -278,6 +298,9 @@ impl Config {
             "--max-uri" => self.max_uri_bytes = parse_at_least_one(f, v)?,
             "--max-body" => self.max_body = parse_number(f, v, "a size in bytes")?,
             "--max-message" => self.max_message = parse_number(f, v, "a size in bytes")?,
+            "--max-chat-bytes" => self.max_chat_bytes = parse_number(f, v, "a size in bytes")?,
+            "--max-buffered-bytes" => self.max_buffered_bytes = parse_at_least_one(f, v)?,
+            "--message-timeout-secs" => self.message_timeout = parse_positive_secs(f, v)?,
             "--head-timeout-secs" => self.head_timeout = parse_positive_secs(f, v)?,
             "--idle-timeout-secs" => self.idle_timeout = parse_positive_secs(f, v)?,
             "--write-timeout-secs" => self.write_timeout = parse_positive_secs(f, v)?,
@@ -414,6 +437,22 @@ pub fn default_max_connections() -> usize {
         // Keep a margin: other threads (the ticker, refusals) need room too.
         (cap * 9 / 10).max(1)
     }
+}
+
+/// The default budget for bytes in flight: a quarter of the machine's
+/// memory (`MemTotal` in `/proc/meminfo`), or 1 GiB where that cannot be
+/// read. A quarter leaves the rest for what the server keeps on purpose
+/// (the history, the connections' buffers) and for everything else the
+/// machine runs.
+pub fn default_max_buffered_bytes() -> usize {
+    const FALLBACK: usize = 1 << 30;
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        });
+    total_kib.map_or(FALLBACK, |kib| kib.saturating_mul(1024) / 4)
 }
 
 /// Reads the soft limit from a line of `/proc/self/limits`, such as

@@ -25,19 +25,63 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::sse::format as sse;
 use crate::websocket::frame::{self, OpCode};
 
-/// One broadcast event, formatted once and shared by every subscriber.
+/// One broadcast event, kept once and shared by every subscriber.
+///
+/// The data (the JSON text) is stored once. Each protocol's framing is a
+/// few bytes around it, made once when the event is published: the SSE
+/// lines before it (`id: 7\ndata: `) and after it, and the WebSocket
+/// frame header. A connection writes the framing and the shared data side
+/// by side, so neither the history nor a subscriber's queue holds a copy.
 #[derive(Debug)]
 pub struct Event {
     pub id: u64,
     /// The SSE event type (`event:` line), when it is not the default `message`.
     pub name: Option<String>,
     /// The JSON text, the same for both protocols.
-    pub data: String,
-    /// `id: 7\nevent: …\ndata: {…}\n\n`, ready to write to an SSE stream.
-    pub sse_bytes: Vec<u8>,
-    /// The data as one unmasked WebSocket text frame, ready to write (and
-    /// shared, as it is, by every chat connection's queue of frames).
-    pub ws_frame: Arc<[u8]>,
+    pub data: Arc<str>,
+    sse: SseFraming,
+    /// The header of one unmasked WebSocket text frame carrying `data`.
+    ws_head: Vec<u8>,
+}
+
+/// How an event goes on an SSE stream.
+#[derive(Debug)]
+enum SseFraming {
+    /// One-line data: this head, the data, then `sse::EVENT_END`.
+    Around(Vec<u8>),
+    /// Data with line breaks is split over several `data:` lines, so it is
+    /// formatted whole (no JSON this server writes needs this).
+    Whole(Vec<u8>),
+}
+
+impl Event {
+    /// The event on an SSE stream, in the pieces it is written in.
+    pub fn sse_parts(&self) -> [&[u8]; 3] {
+        match &self.sse {
+            SseFraming::Around(head) => [head, self.data.as_bytes(), sse::EVENT_END],
+            SseFraming::Whole(block) => [block, &[], &[]],
+        }
+    }
+
+    /// The event's SSE block in one piece (a copy: for tests and captures).
+    pub fn sse_bytes(&self) -> Vec<u8> {
+        self.sse_parts().concat()
+    }
+
+    /// The WebSocket frame's header; its payload is [`Event::ws_payload`].
+    pub fn ws_head(&self) -> &[u8] {
+        &self.ws_head
+    }
+
+    /// The frame's payload: the shared data itself, not a copy.
+    pub fn ws_payload(&self) -> Arc<[u8]> {
+        Arc::<[u8]>::from(Arc::clone(&self.data))
+    }
+
+    /// The whole WebSocket frame in one piece (a copy: for tests).
+    pub fn ws_frame(&self) -> Vec<u8> {
+        [&self.ws_head[..], self.data.as_bytes()].concat()
+    }
 }
 
 /// How a new subscriber joins the stream of events.
@@ -140,17 +184,23 @@ impl Hub {
         if let Some(name) = name {
             sse::check_field(name)?;
         }
-        // The WebSocket frame does not depend on the id: build it before
-        // taking the lock, so the lock is held as briefly as possible.
-        let ws_frame: Arc<[u8]> = frame::encode_frame(OpCode::Text, data.as_bytes()).into();
+        // What does not depend on the id is made before taking the lock,
+        // so the lock is held as briefly as possible.
+        let mut ws_head = Vec::with_capacity(frame::MAX_HEADER_LEN);
+        frame::encode_header(&mut ws_head, true, OpCode::Text, None, data.len() as u64);
+        let shared: Arc<str> = Arc::from(data);
         let mut state = self.state();
         let id = state.last_id + 1;
+        let sse = match sse::event_head(Some(id), name, data) {
+            Some(head) => SseFraming::Around(head),
+            None => SseFraming::Whole(sse::format_event(Some(id), name, data)),
+        };
         let event = Arc::new(Event {
             id,
             name: name.map(str::to_string),
-            data: data.to_string(),
-            sse_bytes: sse::format_event(Some(id), name, data),
-            ws_frame,
+            data: shared,
+            sse,
+            ws_head,
         });
         state.last_id = id;
         if self.history_limit > 0 {
@@ -294,8 +344,14 @@ mod tests {
         hub.publish(Some("note"), "{\"x\":1}").unwrap();
         let (ea, eb) = (a.events.recv().unwrap(), b.events.recv().unwrap());
         assert!(Arc::ptr_eq(&ea, &eb));
-        assert_eq!(ea.sse_bytes, b"id: 1\nevent: note\ndata: {\"x\":1}\n\n");
-        assert_eq!(&ea.ws_frame[..], b"\x81\x07{\"x\":1}");
+        assert_eq!(ea.sse_bytes(), b"id: 1\nevent: note\ndata: {\"x\":1}\n\n");
+        assert_eq!(ea.ws_frame(), b"\x81\x07{\"x\":1}");
+        // The data is kept once: both framings point at the same bytes.
+        assert_eq!(ea.sse_parts()[1].as_ptr(), ea.data.as_ptr());
+        assert_eq!(ea.ws_payload().as_ptr(), ea.data.as_ptr());
+        let lines = hub.publish(None, "a\nb").unwrap().id;
+        let event = a.events.try_iter().find(|e| e.id == lines).unwrap();
+        assert_eq!(event.sse_bytes(), b"id: 2\ndata: a\ndata: b\n\n");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Reading: [`parse`] takes the whole document and returns a [`Json`] value or
 //! a [`JsonError`] that says what went wrong and where (line, column, byte).
 //! Nesting is limited to [`MAX_DEPTH`] so that `[[[[…` a hundred thousand
-//! levels deep is an error, not a stack overflow.
+//! levels deep is an error, not a stack overflow, and a document holds at
+//! most [`MAX_VALUES`] values, so what it costs to hold is bounded too.
 //!
 //! Writing: [`Json::to_string`] (via `Display`) and [`write_string`], which
 //! escapes a string the way JSON requires.
@@ -17,6 +18,17 @@ use std::fmt;
 /// of a connection thread's 256 KiB stack; no honest request to this server
 /// nests more than two.
 pub const MAX_DEPTH: usize = 32;
+
+/// How many values (each object, array, string, number and literal counts
+/// one) one document may hold. A value takes 32 bytes in memory however few
+/// bytes it took in the text (`0,` is two), so without a bound a document
+/// costs up to sixteen times its length, and more while its arrays grow.
+/// With it, a tree costs at most about 640 KB for its values plus the bytes
+/// of its strings, whatever the document. The callers check the size of a
+/// document before parsing it (`--max-body`, `--max-chat-bytes`); this is
+/// the parser's own bound. No honest request to this server holds more
+/// than a dozen values.
+pub const MAX_VALUES: usize = 10_000;
 
 /// A JSON value. Objects keep their members in document order.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +222,11 @@ impl std::error::Error for JsonError {}
 /// Reads one JSON document from `input`. Whitespace may surround the value;
 /// anything else after it is an error.
 pub fn parse(input: &[u8]) -> Result<Json, JsonError> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        values: 0,
+    };
     parser.skip_whitespace();
     let value = parser.value(0)?;
     parser.skip_whitespace();
@@ -223,6 +239,8 @@ pub fn parse(input: &[u8]) -> Result<Json, JsonError> {
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
+    /// Values read so far, for [`MAX_VALUES`].
+    values: usize,
 }
 
 impl Parser<'_> {
@@ -272,6 +290,10 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(self.error(&format!("more than {MAX_VALUES} values in one document")));
+        }
         match self.peek() {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
@@ -607,6 +629,17 @@ mod tests {
         assert!(err("").message.contains("found the end of the input"));
         assert!(err("\"abc").message.contains("never closed"));
         assert!(err("{} x").message.contains("after the JSON value"));
+    }
+
+    #[test]
+    fn a_document_holds_at_most_max_values() {
+        let at_limit = format!("[{}0]", "0,".repeat(MAX_VALUES - 2));
+        assert!(parse(at_limit.as_bytes()).is_ok());
+        let over = format!("[{}0]", "0,".repeat(MAX_VALUES - 1));
+        let e = parse(over.as_bytes()).unwrap_err();
+        assert!(e.message.contains("more than 10000 values"), "{e}");
+        // Refused where the budget ran out, not after the whole document.
+        assert_eq!(e.offset, 1 + 2 * (MAX_VALUES - 1));
     }
 
     #[test]

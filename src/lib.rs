@@ -15,7 +15,7 @@
 //! | broadcast and inspection | [`hub`], [`inspect`] |
 //! | the protocols | [`sse`], [`websocket`], [`static_files`] |
 //! | HTTP | [`http`]: request heads, bodies, responses, deadline-bounded I/O |
-//! | leaves | [`config`], [`json`], [`time`], [`random`], [`tap`] |
+//! | leaves | [`config`], [`json`], [`time`], [`random`], [`tap`], [`budget`] |
 //!
 //! [`client`] is the other side of the wire (the SSE and WebSocket clients
 //! the programs in `src/bin/` and the tests use); it shares the protocol
@@ -34,6 +34,7 @@ pub mod websocket;
 
 pub mod http;
 
+pub mod budget;
 pub mod config;
 pub mod json;
 pub mod random;

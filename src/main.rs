@@ -43,9 +43,19 @@ fn main() -> ExitCode {
     println!("  WebSocket:   ws://{addr}/ws   (echo: ws://{addr}/echo)");
     println!("  trigger:     curl -X POST -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}' http://{addr}/trigger-event");
     println!(
-        "  limits:      {} connections at most; --help lists every option",
-        config.max_connections
+        "  limits:      {} connections at most, {} of messages and bodies in flight; --help lists every option",
+        config.max_connections,
+        size(config.max_buffered_bytes)
     );
     server.run();
     ExitCode::SUCCESS
+}
+
+/// A size as a person reads it: whole MiB when it is that large.
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }

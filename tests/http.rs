@@ -1209,17 +1209,25 @@ fn expect_100_continue_gets_continue_then_the_answer() {
 // The connection cap
 // ---------------------------------------------------------------------------
 
-/// Past `--max-connections`, a new client gets a polite 503 with
-/// `Retry-After` that it can read in full, instead of a reset or a hang.
+/// Past `--max-connections`, when every slot is busy with real work (here:
+/// requests whose bodies are on their way), a new client gets a polite 503
+/// with `Retry-After` that it can read in full, instead of a reset or a hang.
 #[test]
-fn over_the_connection_cap_idle_clients_get_503_with_retry_after() {
+fn over_the_connection_cap_busy_slots_mean_503_with_retry_after() {
     let server = start(Config {
         max_connections: 2,
         ..test_config()
     });
-    let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    for stream in &mut held {
+        // A whole head, then a body that takes its time: busy, not idle.
+        stream
+            .write_all(b"POST /trigger-event HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\n{")
+            .unwrap();
+    }
     let open = || server.app.open_connections.get();
     assert!(eventually(Duration::from_secs(5), || open() == 2));
+    std::thread::sleep(Duration::from_millis(100)); // both heads are read
     let mut third = connect(server.addr);
     third
         .write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -1241,6 +1249,37 @@ fn over_the_connection_cap_idle_clients_get_503_with_retry_after() {
             == 200),
         "served again after the held connections closed"
     );
+}
+
+/// At the cap, a connection that has sent no request is closed to make
+/// room for a newcomer, the one that has waited longest first: idle sockets
+/// cannot keep honest clients out.
+#[test]
+fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let server = start(Config {
+        max_connections: 2,
+        ..test_config()
+    });
+    let mut oldest = connect(server.addr);
+    let open = || server.app.open_connections.get();
+    assert!(eventually(Duration::from_secs(5), || open() == 1));
+    std::thread::sleep(Duration::from_millis(50));
+    let mut younger = connect(server.addr);
+    assert!(eventually(Duration::from_secs(5), || open() == 2));
+
+    let response = get(server.addr, "/stats");
+    assert_eq!(response.status, 200, "the newcomer is served");
+    let (_, ending) = read_until_closed(&mut oldest, Duration::from_secs(5));
+    assert_eq!(
+        ending,
+        Ending::Closed,
+        "the oldest idle connection made room"
+    );
+    // The younger one is still open, and still served.
+    younger
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut younger).status, 200);
 }
 
 /// The same cap counts open event streams.

@@ -16,7 +16,10 @@ use std::path::Path;
 /// or from its own top-level module (`app::chat` from `app`), never from a
 /// layer above or from a neighbour in its own layer.
 const LAYERS: [(&str, &[&str]); 6] = [
-    ("leaves", &["config", "json", "time", "random", "tap"]),
+    (
+        "leaves",
+        &["config", "json", "time", "random", "tap", "budget"],
+    ),
     ("http", &["http"]),
     ("protocols", &["sse", "websocket", "static_files"]),
     (

@@ -812,7 +812,9 @@ fn invalid_utf8_split_across_fragments_closes_with_1007() {
 #[test]
 fn frame_over_max_message_closes_with_1009() {
     let mut config = test_config();
+    // The chat has a limit of its own (--max-chat-bytes): the same for both.
     config.max_message = 1024;
+    config.max_chat_bytes = 1024;
     let over = masked(true, OpCode::Binary, &[1; 1025]);
     let text_over = masked(true, OpCode::Text, &[b'a'; 5000]);
     assert_each_closes_with(config.clone(), 1009, &[over, text_over]);
@@ -829,6 +831,7 @@ fn frame_over_max_message_closes_with_1009() {
 fn message_over_max_message_in_small_fragments_closes_with_1009() {
     let mut config = test_config();
     config.max_message = 1024;
+    config.max_chat_bytes = 1024;
     let mut input = masked(false, OpCode::Text, &[b'a'; 100]);
     for _ in 0..20 {
         input.extend(masked(false, OpCode::Continuation, &[b'a'; 100]));

@@ -59,7 +59,8 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
     ended
 }
 
-/// The writer thread: every broadcast, as the frame the hub encoded once.
+/// The writer thread: every broadcast, as the frame header the hub made
+/// once and the data every subscriber shares.
 fn start_writer(
     id: u64,
     events: Receiver<Arc<Event>>,
@@ -74,7 +75,10 @@ fn start_writer(
 
 fn write_broadcasts(events: &Receiver<Arc<Event>>, link: &Link) {
     for event in events.iter() {
-        if link.send_shared(&event.ws_frame).is_err() {
+        if link
+            .send_shared(event.ws_head(), event.ws_payload())
+            .is_err()
+        {
             break;
         }
     }

@@ -20,7 +20,8 @@ use crate::sse::stream::{self, End, Feed, Timing};
 use crate::tap::{Direction, Tap};
 use crate::time;
 
-/// Hub events as SSE blocks: each event was formatted once, by the hub.
+/// Hub events as SSE blocks: the hub made each event's framing once; here
+/// it is gathered, with the shared data, into the stream's write batch.
 struct EventFeed {
     tap: Option<ConnectionTap>,
 }
@@ -29,10 +30,13 @@ impl Feed for EventFeed {
     type Item = Arc<Event>;
 
     fn append(&mut self, event: &Arc<Event>, out: &mut Vec<u8>) {
-        if let Some(tap) = &self.tap {
-            tap.record(Direction::Out, &event.sse_bytes, event.sse_bytes.len());
+        let start = out.len();
+        for part in event.sse_parts() {
+            out.extend_from_slice(part);
         }
-        out.extend_from_slice(&event.sse_bytes);
+        if let Some(tap) = &self.tap {
+            tap.record(Direction::Out, &out[start..], out.len() - start);
+        }
     }
 
     fn wrote(&mut self, bytes: &[u8]) {

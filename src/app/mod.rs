@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::http::{BodyLimits, HeadLimits};
 use crate::hub::Hub;
@@ -43,6 +44,9 @@ pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
     pub inspector: Arc<Inspector>,
+    /// Bytes of partly received messages and bodies, all connections
+    /// together (`--max-buffered-bytes`).
+    pub budget: Budget,
     /// `config.public_dir`, canonicalized once at start.
     pub public_root: PathBuf,
     pub started: Instant,
@@ -65,6 +69,7 @@ impl App {
         Ok(App {
             hub: Hub::new(config.history, config.queue),
             inspector: Arc::new(Inspector::new(config.inspect)),
+            budget: Budget::new(config.max_buffered_bytes),
             public_root,
             started: Instant::now(),
             open_connections: Counter::default(),
@@ -100,6 +105,7 @@ impl App {
             max_body: self.config.max_body,
             timeout: self.config.head_timeout,
             write_timeout: self.config.write_timeout,
+            budget: self.budget.clone(),
         }
     }
 }

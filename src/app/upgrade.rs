@@ -71,7 +71,16 @@ fn open_session(
     endpoint: Endpoint,
 ) -> std::io::Result<Session> {
     let write_half = stream.try_clone()?;
-    let protocol = Protocol::new(Role::Server, app.config.max_message);
+    // A chat message is small JSON, broadcast to everyone: its limit is far
+    // below the echo's, and it is checked from the frame headers, before
+    // the message is buffered, let alone parsed.
+    let (limit, flag) = match endpoint {
+        Endpoint::Chat => (app.config.max_chat_bytes, "--max-chat-bytes"),
+        Endpoint::Echo => (app.config.max_message, "--max-message"),
+    };
+    let protocol = Protocol::new(Role::Server, limit)
+        .with_limit_flag(flag)
+        .with_budget(app.budget.clone());
     let tap = match endpoint {
         Endpoint::Chat => app.inspector.tap(id, Kind::WebSocket),
         Endpoint::Echo => None,
@@ -82,6 +91,7 @@ fn open_session(
         ping_interval: app.config.ping_interval,
         pong_timeout: app.config.pong_timeout,
         close_timeout: app.config.close_timeout,
+        message_timeout: app.config.message_timeout,
     };
     Ok(Session::new(stream, leftover, link, timeouts))
 }

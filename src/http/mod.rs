@@ -10,9 +10,11 @@ pub use head::{body_length, check_head, HeadLimits, HeadParser, RequestHead, Ver
 pub use response::{reason_phrase, Response};
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
+
+use crate::budget::Budget;
 
 /// Everything about a request that gets an HTTP error answer. Each variant
 /// is one status code, and its message tells the client what to change.
@@ -32,6 +34,9 @@ pub enum HttpError {
     HeadTooLarge { limit: usize },
     /// 431: more header fields than the server accepts.
     TooManyHeaders { limit: usize },
+    /// 503: the server cannot hold this body now (all connections together
+    /// have `--max-buffered-bytes` in flight); retry in a moment.
+    Overloaded { limit: usize },
     /// 501: a method or transfer coding this server does not implement.
     NotImplemented(String),
     /// 505: an HTTP version other than 1.0 and 1.1.
@@ -48,13 +53,24 @@ impl HttpError {
             HttpError::UnsupportedMediaType(_) => 415,
             HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
             HttpError::NotImplemented(_) => 501,
+            HttpError::Overloaded { .. } => 503,
             HttpError::VersionNotSupported => 505,
         }
     }
 
     /// The answer to send: the status, and the message as plain text.
     pub fn to_response(&self) -> Response {
-        Response::text(self.status(), &format!("{self}\n"))
+        self.with_headers(Response::text(self.status(), &format!("{self}\n")))
+    }
+
+    /// Adds the headers this error's answer needs to `response` (which may
+    /// carry the message in another form, as JSON).
+    pub fn with_headers(&self, response: Response) -> Response {
+        match self {
+            // RFC 9110 §10.2.3: how long to wait before trying again.
+            HttpError::Overloaded { .. } => response.header("Retry-After", "1"),
+            _ => response,
+        }
     }
 }
 
@@ -86,6 +102,11 @@ impl fmt::Display for HttpError {
                 write!(f, "The request has more than {limit} header fields")
             }
             HttpError::NotImplemented(what) => write!(f, "Not implemented: {what}"),
+            HttpError::Overloaded { limit } => write!(
+                f,
+                "The server is holding its limit of {limit} bytes of requests and messages \
+                 still arriving (--max-buffered-bytes); retry in a moment"
+            ),
             HttpError::VersionNotSupported => {
                 write!(f, "Only HTTP/1.1 and HTTP/1.0 are supported")
             }
@@ -180,6 +201,9 @@ impl Connection {
     /// - a client that sent `Expect: 100-continue` is waiting for a go-ahead
     ///   before it sends the body (curl does this for large bodies), so it
     ///   gets `100 Continue` first (RFC 9110 §10.1.1);
+    /// - the body's memory is taken from the server's budget for bytes in
+    ///   flight before it is allocated; when the budget cannot spare it, the
+    ///   answer is 503 at once (nobody waits for room);
     /// - the whole body must arrive within `limits.timeout`.
     pub fn read_body(
         &mut self,
@@ -193,6 +217,12 @@ impl Connection {
             }
             .into());
         }
+        let Some(_reservation) = limits.budget.reserve(length) else {
+            return Err(HttpError::Overloaded {
+                limit: limits.budget.limit(),
+            }
+            .into());
+        };
         if head.has_token("expect", "100-continue") {
             let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
             write_all_within(&self.stream, go_on, limits.write_timeout).map_err(ReadError::Io)?;
@@ -270,7 +300,7 @@ impl Connection {
 }
 
 /// Limits for reading one request body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BodyLimits {
     /// The largest body accepted (`--max-body`).
     pub max_body: usize,
@@ -278,6 +308,8 @@ pub struct BodyLimits {
     pub timeout: Duration,
     /// For the `100 Continue` answer (`--write-timeout-secs`).
     pub write_timeout: Duration,
+    /// Shared by every connection (`--max-buffered-bytes`).
+    pub budget: Budget,
 }
 
 /// How long, and for how many bytes, [`Connection::refuse`] lingers.
@@ -351,8 +383,11 @@ pub fn write_all_within(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> 
     write_parts_within(stream, &[bytes], timeout)
 }
 
-/// [`write_all_within`] for data in several pieces (a frame header and a
-/// large payload), written one after the other under one deadline.
+/// [`write_all_within`] for data in several pieces (a frame header and
+/// its payload; an event's framing around its shared data), under one
+/// deadline. The pieces go to the kernel together, in one `writev` system
+/// call when the socket has room for them all: no piece is copied to join
+/// them, and the peer gets no packet holding only a header.
 pub fn write_parts_within(
     stream: &TcpStream,
     parts: &[&[u8]],
@@ -360,36 +395,48 @@ pub fn write_parts_within(
 ) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut shortened = false;
+    let mut rest: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     let mut result = Ok(());
-    'parts: for part in parts {
-        let mut rest = *part;
-        while !rest.is_empty() {
-            match (&*stream).write(rest) {
-                Ok(0) => result = Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => result = Err(e),
-            }
-            if result.is_err() {
-                break 'parts;
-            }
-            if rest.is_empty() {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                result = Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client is not reading",
-                ));
-                break 'parts;
-            }
-            stream.set_write_timeout(Some(left))?;
-            shortened = true;
+    while !rest.is_empty() {
+        let slices: Vec<IoSlice<'_>> = rest.iter().map(|p| IoSlice::new(p)).collect();
+        match (&*stream).write_vectored(&slices) {
+            Ok(0) => result = Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => skip_written(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => result = Err(e),
         }
+        if result.is_err() || rest.is_empty() {
+            break;
+        }
+        // A partial write: what is left may only wait for what is left of
+        // the deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            result = Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client is not reading",
+            ));
+            break;
+        }
+        stream.set_write_timeout(Some(left))?;
+        shortened = true;
     }
     if shortened {
         stream.set_write_timeout(Some(timeout))?;
     }
     result
+}
+
+/// Drops the first `written` bytes from the pieces still to write.
+fn skip_written(rest: &mut Vec<&[u8]>, mut written: usize) {
+    while written > 0 {
+        let first = rest[0];
+        if written >= first.len() {
+            written -= first.len();
+            rest.remove(0);
+        } else {
+            rest[0] = &first[written..];
+            written = 0;
+        }
+    }
 }

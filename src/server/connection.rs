@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::router::{inspector_off, respond, route, Route};
+use super::waiting::Waiting;
 use crate::app::events::serve_events;
 use crate::app::inspector_feed::serve_inspector;
 use crate::app::trigger::{json_error, trigger_event};
@@ -35,7 +36,7 @@ impl fmt::Display for Served {
 }
 
 /// Serves one TCP connection from its first request to its close.
-pub fn handle_connection(stream: TcpStream, id: u64, app: &Arc<App>) {
+pub fn handle_connection(stream: TcpStream, id: u64, app: &Arc<App>, waiting: &Waiting) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -50,7 +51,7 @@ pub fn handle_connection(stream: TcpStream, id: u64, app: &Arc<App>) {
     // Small writes (one event, one frame) should leave at once, not wait for
     // more data to fill a packet (Nagle's algorithm).
     let _ = stream.set_nodelay(true);
-    let served = serve_requests(Connection::new(stream), id, app);
+    let served = serve_requests(Connection::new(stream), id, app, waiting);
     app.log(format_args!(
         "client {id} disconnected ({served}, {:.1} s; open connections: {})",
         opened.elapsed().as_secs_f64(),
@@ -60,12 +61,17 @@ pub fn handle_connection(stream: TcpStream, id: u64, app: &Arc<App>) {
 
 /// The request loop: read a head, answer, repeat while the connection is
 /// persistent. Returns what the connection turned out to be.
-fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>) -> Served {
+fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>, waiting: &Waiting) -> Served {
     // The first request should follow the connect promptly; later ones may
     // come after a pause (a browser keeps connections open for reuse).
     let mut idle = app.config.head_timeout;
     loop {
-        let Some((head, body_length)) = read_request(&mut conn, idle, id, app) else {
+        // While it waits for a request, the connection may be closed to
+        // make room for a newcomer when the server is full.
+        let guard = waiting.start(id, &conn.stream);
+        let request = read_request(&mut conn, idle, id, app);
+        drop(guard);
+        let Some((head, body_length)) = request else {
             return Served::Http;
         };
         idle = app.config.idle_timeout;
@@ -143,7 +149,7 @@ fn answer(
             Err(ReadError::Http(error)) => {
                 // Answered in JSON like the route's other answers; the
                 // body may be unread, so the connection ends here.
-                let response = json_error(error.status(), &error.to_string());
+                let response = error.with_headers(json_error(error.status(), &error.to_string()));
                 conn.refuse(&response, app.config.write_timeout);
                 return Err(Served::Http);
             }

@@ -9,6 +9,7 @@
 pub mod connection;
 pub mod doorman;
 pub mod router;
+pub mod waiting;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,10 +23,13 @@ use crate::app::{App, Counted};
 use crate::config::{Config, CONNECTION_STACK};
 use connection::handle_connection;
 use doorman::{start_doorman, Refusal};
+use waiting::Waiting;
 
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    /// Connections waiting for a request: the ones that may make room.
+    waiting: Arc<Waiting>,
 }
 
 /// A server running on a background thread (see [`Server::spawn`]).
@@ -54,6 +58,7 @@ impl Server {
         Ok(Server {
             listener,
             app: Arc::new(app),
+            waiting: Arc::default(),
         })
     }
 
@@ -78,7 +83,7 @@ impl Server {
 
     /// The accept loop. Runs until the process ends.
     pub fn run(self) {
-        let app = self.app;
+        let (app, waiting) = (self.app, self.waiting);
         start_ticker(&app);
         let doorman = start_doorman(Arc::clone(&app));
         for incoming in self.listener.incoming() {
@@ -93,16 +98,34 @@ impl Server {
                 }
             };
             let id = app.next_connection_id();
-            if app.open_connections.get() >= app.config.max_connections {
+            if app.open_connections.get() >= app.config.max_connections
+                && !make_room(&app, &waiting)
+            {
                 let _ = doorman.send((stream, Refusal::AtLimit));
                 continue;
             }
             // Counted here, before its thread exists: counting inside the
             // thread would let a burst of accepts overshoot the cap.
             let counted = app.open_connections.enter();
-            spawn_connection(stream, id, counted, &app, &doorman);
+            spawn_connection(stream, id, counted, &app, &waiting, &doorman);
         }
     }
+}
+
+/// At the cap: closes the connection that has waited longest for a request,
+/// if one is waiting (see `waiting.rs`). Its thread ends at once; until it
+/// has, the count is one over the cap.
+fn make_room(app: &App, waiting: &Waiting) -> bool {
+    let Some(evicted) = waiting.evict_longest_idle() else {
+        return false;
+    };
+    app.log(format_args!(
+        "client {}: closed to make room: {:.1} s without a whole request, at the limit of {} connections",
+        evicted.id,
+        evicted.idle.as_secs_f64(),
+        app.config.max_connections
+    ));
+    true
 }
 
 /// Starts the connection's thread, `conn-ID`, with a small stack.
@@ -115,18 +138,20 @@ fn spawn_connection(
     id: u64,
     counted: Counted,
     app: &Arc<App>,
+    waiting: &Arc<Waiting>,
     doorman: &Sender<(TcpStream, Refusal)>,
 ) {
     let slot = Arc::new(Mutex::new(Some(stream)));
     let thread_slot = Arc::clone(&slot);
     let thread_app = Arc::clone(app);
+    let thread_waiting = Arc::clone(waiting);
     let spawned = thread::Builder::new()
         .name(format!("conn-{id}"))
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
             let stream = thread_slot.lock().ok().and_then(|mut s| s.take());
             if let Some(stream) = stream {
-                handle_connection(stream, id, &thread_app);
+                handle_connection(stream, id, &thread_app, &thread_waiting);
             }
             // The connection is over: it stops counting.
             drop(counted);

@@ -44,6 +44,37 @@ pub fn check_field(value: &str) -> Result<(), FieldError> {
 /// The caller has checked `name` with [`check_field`] (the hub does).
 pub fn format_event(id: Option<u64>, name: Option<&str>, data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 32);
+    write_fields(&mut out, id, name);
+    for line in split_lines(data) {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out
+}
+
+/// For data that is one line (any JSON text this server writes: JSON
+/// escapes line breaks inside strings), the event is its fields, then
+/// `data: `, the data itself, and [`EVENT_END`]. This is the part before
+/// the data, so the data can be written from where it is kept, uncopied.
+/// `None` when the data has line breaks: then use [`format_event`].
+pub fn event_head(id: Option<u64>, name: Option<&str>, data: &str) -> Option<Vec<u8>> {
+    if data.contains(['\r', '\n']) {
+        return None;
+    }
+    let mut head = Vec::with_capacity(32);
+    write_fields(&mut head, id, name);
+    head.extend_from_slice(b"data: ");
+    Some(head)
+}
+
+/// What follows the data of a one-line event: the end of its `data:` line,
+/// and the blank line that ends the event.
+pub const EVENT_END: &[u8] = b"\n\n";
+
+/// The `id:` and `event:` lines of an event.
+fn write_fields(out: &mut Vec<u8>, id: Option<u64>, name: Option<&str>) {
     if let Some(id) = id {
         out.extend_from_slice(format!("id: {id}\n").as_bytes());
     }
@@ -52,13 +83,6 @@ pub fn format_event(id: Option<u64>, name: Option<&str>, data: &str) -> Vec<u8> 
         out.extend_from_slice(name.as_bytes());
         out.push(b'\n');
     }
-    for line in split_lines(data) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-    out
 }
 
 /// Splits text into lines the way an event-stream parser will: CRLF, a lone
@@ -157,6 +181,17 @@ mod tests {
             text(format_event(None, None, "x\r\ny\r")),
             "data: x\ndata: y\ndata: \n\n"
         );
+    }
+
+    #[test]
+    fn a_one_line_event_is_its_head_its_data_and_its_end() {
+        let data = "{\"x\":1}";
+        for (id, name) in [(Some(7), Some("alert")), (None, None), (Some(1), None)] {
+            let head = event_head(id, name, data).unwrap();
+            let whole = [&head[..], data.as_bytes(), EVENT_END].concat();
+            assert_eq!(whole, format_event(id, name, data));
+        }
+        assert_eq!(event_head(Some(1), None, "a\nb"), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use super::frame::{self, FrameError, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::budget::{Budget, Reservation};
 use crate::tap::PREVIEW;
 
 /// Which side of the connection we are: it decides which frames must be
@@ -127,8 +128,12 @@ pub enum MessageError {
     BadClosePayload(String),
     /// Text that is not UTF-8, in a message or a close reason (1007).
     InvalidUtf8,
-    /// A frame or message larger than the limit (1009).
-    TooBig { limit: usize },
+    /// A frame or message larger than the limit (1009); `flag` names the
+    /// setting that raises it, if the reader was told one.
+    TooBig { limit: usize, flag: &'static str },
+    /// The server's budget for bytes in flight cannot hold more of this
+    /// message now (1013: try again later).
+    OverBudget,
 }
 
 impl MessageError {
@@ -142,6 +147,7 @@ impl MessageError {
             | MessageError::BadClosePayload(_) => CloseCode::ProtocolError,
             MessageError::InvalidUtf8 => CloseCode::InvalidData,
             MessageError::TooBig { .. } => CloseCode::TooBig,
+            MessageError::OverBudget => CloseCode::TryAgainLater,
         }
     }
 }
@@ -164,9 +170,16 @@ impl fmt::Display for MessageError {
             }
             MessageError::BadClosePayload(why) => write!(f, "bad close frame: {why}"),
             MessageError::InvalidUtf8 => write!(f, "text is not valid UTF-8"),
-            MessageError::TooBig { limit } => {
+            MessageError::TooBig { limit, flag: "" } => {
                 write!(f, "message larger than the limit of {limit} bytes")
             }
+            MessageError::TooBig { limit, flag } => {
+                write!(f, "message larger than the limit of {limit} bytes ({flag})")
+            }
+            MessageError::OverBudget => write!(
+                f,
+                "the server holds too many incoming messages now (--max-buffered-bytes); try again later"
+            ),
         }
     }
 }
@@ -216,6 +229,9 @@ struct Assembly {
     data: Vec<u8>,
     /// `data[..utf8_checked]` is known to be valid UTF-8 (text only).
     utf8_checked: usize,
+    /// `data`'s memory, held out of the server's budget for bytes in flight
+    /// until the message is complete.
+    reservation: Reservation,
 }
 
 /// Turns the bytes of a WebSocket connection into [`Event`]s.
@@ -223,6 +239,9 @@ struct Assembly {
 pub struct MessageReader {
     role: Role,
     max_message: usize,
+    /// The setting that raises `max_message`, named in the 1009 reason.
+    limit_flag: &'static str,
+    budget: Budget,
     /// Bytes of a header that has not fully arrived.
     header: Vec<u8>,
     frame: Option<CurrentFrame>,
@@ -240,6 +259,8 @@ impl MessageReader {
         MessageReader {
             role,
             max_message,
+            limit_flag: "",
+            budget: Budget::unlimited(),
             header: Vec::with_capacity(MAX_HEADER_LEN),
             frame: None,
             message: None,
@@ -247,6 +268,27 @@ impl MessageReader {
             keep_frames: false,
             seen_frames: Vec::new(),
         }
+    }
+
+    /// Names the setting that raises the size limit (`--max-chat-bytes`),
+    /// so that a 1009 says what to change.
+    pub fn with_limit_flag(mut self, flag: &'static str) -> MessageReader {
+        self.limit_flag = flag;
+        self
+    }
+
+    /// Counts the memory of messages being reassembled against `budget`,
+    /// shared with every other connection: a message that would take it
+    /// over its limit fails with 1013.
+    pub fn with_budget(mut self, budget: Budget) -> MessageReader {
+        self.budget = budget;
+        self
+    }
+
+    /// True while a frame or a message has started and is not complete:
+    /// part of a header, part of a payload, or fragments still to come.
+    pub fn in_progress(&self) -> bool {
+        !self.header.is_empty() || self.frame.is_some() || self.message.is_some()
     }
 
     /// Frames completed since the last call, as (wire bytes prefix, total
@@ -258,7 +300,19 @@ impl MessageReader {
     /// Feeds bytes from the connection. Returns how many were used and the
     /// event they completed, if any. When an event is returned, bytes after
     /// it may be left unused: call again with the rest.
+    ///
+    /// An error ends the connection: what was being reassembled is let go
+    /// at once (and its memory given back to the budget).
     pub fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), MessageError> {
+        let result = self.read_frames(input);
+        if result.is_err() {
+            self.message = None;
+            self.frame = None;
+        }
+        result
+    }
+
+    fn read_frames(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), MessageError> {
         let mut used = 0;
         loop {
             if self.frame.is_none() {
@@ -307,10 +361,16 @@ impl MessageReader {
                     return Err(MessageError::NewMessageInsideFragmented);
                 }
                 self.check_size(0, header.payload_len)?;
+                let capacity = initial_capacity(header.payload_len);
+                let reservation = self
+                    .budget
+                    .reserve(capacity)
+                    .ok_or(MessageError::OverBudget)?;
                 self.message = Some(Assembly {
                     opcode: header.opcode,
-                    data: Vec::with_capacity(initial_capacity(header.payload_len)),
+                    data: Vec::with_capacity(capacity),
                     utf8_checked: 0,
+                    reservation,
                 });
             }
             OpCode::Continuation => {
@@ -319,8 +379,9 @@ impl MessageReader {
                 };
                 message_offset = message.data.len();
                 self.check_size(message_offset, header.payload_len)?;
-                let data = &mut self.message.as_mut().expect("checked above").data;
-                data.reserve(initial_capacity(header.payload_len));
+                let message = self.message.as_mut().expect("checked above");
+                message.data.reserve(initial_capacity(header.payload_len));
+                message.account()?;
             }
             // Control frames: parse_header has checked their length and FIN.
             OpCode::Close | OpCode::Ping | OpCode::Pong => self.control.clear(),
@@ -346,6 +407,7 @@ impl MessageReader {
             Some(total) if total <= self.max_message as u64 => Ok(()),
             _ => Err(MessageError::TooBig {
                 limit: self.max_message,
+                flag: self.limit_flag,
             }),
         }
     }
@@ -356,14 +418,14 @@ impl MessageReader {
         let current = self.frame.as_mut().expect("a frame is in progress");
         let offset = current.received as usize;
         current.received += bytes.len() as u64;
-        let target = if current.header.opcode.is_control() {
+        let is_control = current.header.opcode.is_control();
+        let target = if is_control {
             &mut self.control
         } else {
-            &mut self
-                .message
-                .as_mut()
-                .expect("data frames have a message")
-                .data
+            let message = self.message.as_mut().expect("data frames have a message");
+            let frame_end = current.message_offset as u64 + current.header.payload_len;
+            message.make_room(bytes.len(), frame_end as usize)?;
+            &mut message.data
         };
         let start = target.len();
         target.extend_from_slice(bytes);
@@ -371,7 +433,7 @@ impl MessageReader {
             frame::apply_mask(&mut target[start..], mask, offset);
         }
         if let Some(message) = &mut self.message {
-            if message.opcode == OpCode::Text && !current.header.opcode.is_control() {
+            if message.opcode == OpCode::Text && !is_control {
                 check_utf8_prefix(message)?;
             }
         }
@@ -433,6 +495,40 @@ impl MessageReader {
         }
         let total = current.raw_header_len as u64 + current.header.payload_len;
         self.seen_frames.push((wire, total));
+    }
+}
+
+impl Assembly {
+    /// Makes room for `more` bytes, taking the memory out of the budget
+    /// before allocating it. The buffer grows as a `Vec` would (doubling,
+    /// so that a message arriving in small pieces is not copied over and
+    /// over), but never past the end of the current frame, which its header
+    /// announced: a one-frame message takes no more than its own size.
+    fn make_room(&mut self, more: usize, frame_end: usize) -> Result<(), MessageError> {
+        let needed = self.data.len() + more;
+        if needed > self.data.capacity() {
+            let doubled = 2 * self.data.capacity();
+            let target = needed.max(doubled).min(frame_end.max(needed));
+            let grow = target - self.data.capacity();
+            if !self.reservation.grow(grow) {
+                return Err(MessageError::OverBudget);
+            }
+            self.data.reserve_exact(target - self.data.len());
+        }
+        self.account()
+    }
+
+    /// Holds the buffer's memory (its capacity: what is really allocated)
+    /// out of the budget, taking more if the allocator gave more.
+    fn account(&mut self) -> Result<(), MessageError> {
+        let more = self
+            .data
+            .capacity()
+            .saturating_sub(self.reservation.bytes());
+        if more > 0 && !self.reservation.grow(more) {
+            return Err(MessageError::OverBudget);
+        }
+        Ok(())
     }
 }
 
@@ -701,7 +797,10 @@ mod tests {
         let header = [0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
         assert_eq!(
             r.receive(&header),
-            Err(MessageError::TooBig { limit: 16 << 20 })
+            Err(MessageError::TooBig {
+                limit: 16 << 20,
+                flag: ""
+            })
         );
         // A header claiming 16 MiB, within the limit: memory follows the data.
         let mut r = MessageReader::new(Role::Server, 16 << 20);
@@ -709,6 +808,53 @@ mod tests {
         frame::encode_header(&mut header, true, OpCode::Binary, Some(KEY), 16 << 20);
         r.receive(&header).unwrap();
         assert!(r.message.as_ref().unwrap().data.capacity() <= 64 * 1024);
+    }
+
+    #[test]
+    fn messages_being_reassembled_are_held_out_of_a_shared_budget() {
+        let budget = Budget::new(200 * 1024);
+        let mut a = reader().with_budget(budget.clone());
+        let mut b = reader().with_budget(budget.clone());
+        // A starts a 150 KiB message and sends the first 100 KiB of it.
+        let big = masked(true, OpCode::Binary, &vec![1; 150 * 1024]);
+        let (used, event) = a.receive(&big[..100 * 1024]).unwrap();
+        assert_eq!((used, event), (100 * 1024, None));
+        let held = budget.used();
+        assert!(held >= 100 * 1024, "{held}");
+        // B's 150 KiB message cannot fit beside it: 1013, try again later.
+        let e = feed(&mut b, &masked(true, OpCode::Binary, &vec![2; 150 * 1024])).unwrap_err();
+        assert_eq!(e, MessageError::OverBudget);
+        assert_eq!(e.close_code(), CloseCode::TryAgainLater);
+        // A finishes; its memory goes back, and now B's message fits.
+        let events = feed(&mut a, &big[100 * 1024..]).unwrap();
+        assert!(matches!(&events[..], [Event::Binary(d)] if d.len() == 150 * 1024));
+        assert_eq!(budget.used(), 0);
+        let mut b = reader().with_budget(budget.clone());
+        assert_eq!(
+            feed(&mut b, &masked(true, OpCode::Binary, &vec![2; 150 * 1024]))
+                .unwrap()
+                .len(),
+            1
+        );
+        // A reader dropped mid-message gives its share back too.
+        let mut c = reader().with_budget(budget.clone());
+        c.receive(&big[..50 * 1024]).unwrap();
+        assert!(budget.used() > 0);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn in_progress_from_the_first_header_byte_to_the_last_fragment() {
+        let mut r = reader();
+        assert!(!r.in_progress());
+        let first = masked(false, OpCode::Text, b"He");
+        r.receive(&first[..1]).unwrap();
+        assert!(r.in_progress(), "one header byte");
+        feed(&mut r, &first[1..]).unwrap();
+        assert!(r.in_progress(), "a fragment, more to come");
+        feed(&mut r, &masked(true, OpCode::Continuation, b"llo")).unwrap();
+        assert!(!r.in_progress());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use super::frame::{self, OpCode, MAX_HEADER_LEN};
 use super::message::{close_payload, CloseCode, Event, MessageError, MessageReader, Role};
+use crate::budget::Budget;
 use crate::random;
 
 /// Where a connection is in its life (§4, §7).
@@ -80,8 +81,8 @@ pub enum Body {
     Empty,
     /// A large payload, moved here rather than copied.
     Owned(Vec<u8>),
-    /// A whole frame encoded once and shared by many connections (the hub's
-    /// broadcast frame).
+    /// A payload kept once and shared by many connections (the data of the
+    /// hub's broadcast).
     Shared(Arc<[u8]>),
 }
 
@@ -138,6 +139,24 @@ impl Protocol {
             output: VecDeque::new(),
             mask: random::random_mask,
         }
+    }
+
+    /// See [`MessageReader::with_limit_flag`].
+    pub fn with_limit_flag(mut self, flag: &'static str) -> Protocol {
+        self.reader = self.reader.with_limit_flag(flag);
+        self
+    }
+
+    /// See [`MessageReader::with_budget`].
+    pub fn with_budget(mut self, budget: Budget) -> Protocol {
+        self.reader = self.reader.with_budget(budget);
+        self
+    }
+
+    /// True while a frame or message from the peer has started and is not
+    /// complete (the session gives it `--message-timeout-secs` to finish).
+    pub fn receiving(&self) -> bool {
+        self.reader.in_progress()
     }
 
     /// Replaces the random masking keys of a client with a fixed source,
@@ -275,15 +294,15 @@ impl Protocol {
         Ok(())
     }
 
-    /// Queues a frame encoded once for many connections (the hub's
-    /// broadcast). Only a server may: client frames are masked, each with a
-    /// key of its own.
-    pub fn send_shared(&mut self, frame: &Arc<[u8]>) -> Result<(), SendError> {
+    /// Queues a frame whose header was encoded once for many connections
+    /// and whose payload they all share (the hub's broadcast). Only a server
+    /// may: client frames are masked, each with a key of its own.
+    pub fn send_shared(&mut self, head: &[u8], payload: Arc<[u8]>) -> Result<(), SendError> {
         debug_assert_eq!(self.role, Role::Server, "a shared frame is unmasked");
         self.check_open()?;
         self.output.push_back(Outgoing {
-            head: Vec::new(),
-            body: Body::Shared(Arc::clone(frame)),
+            head: head.to_vec(),
+            body: Body::Shared(payload),
         });
         Ok(())
     }

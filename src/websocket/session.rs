@@ -10,7 +10,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::frame::OpCode;
 use super::message::{CloseCode, Event, MessageError};
@@ -147,11 +147,12 @@ impl Link {
         self.flush(&mut state)
     }
 
-    /// Sends a frame encoded once for every subscriber (a broadcast).
-    pub fn send_shared(&self, frame: &Arc<[u8]>) -> Result<(), LinkError> {
+    /// Sends a broadcast: a header made once, and data every subscriber
+    /// shares (see [`Protocol::send_shared`]).
+    pub fn send_shared(&self, head: &[u8], payload: Arc<[u8]>) -> Result<(), LinkError> {
         let mut state = self.lock();
         Self::usable(&state)?;
-        state.protocol.send_shared(frame)?;
+        state.protocol.send_shared(head, payload)?;
         self.flush(&mut state)
     }
 
@@ -219,6 +220,12 @@ impl Link {
 
     // ----- the connection as a whole -----
 
+    /// True while a frame or message from the peer has started and is
+    /// not complete.
+    pub fn receiving(&self) -> bool {
+        self.lock().protocol.receiving()
+    }
+
     /// Where the protocol is (open, closing, closed).
     pub fn state(&self) -> State {
         self.lock().protocol.state()
@@ -251,6 +258,8 @@ pub enum Ended {
     Violation(MessageError),
     /// Silence, then no answer to our ping.
     Unresponsive,
+    /// A message was started and not finished in time; we closed with 1008.
+    MessageTimeout,
     /// We closed first (the application asked to), then the connection ended.
     ServerClosed,
     /// TCP ended without a close frame.
@@ -268,6 +277,7 @@ impl fmt::Display for Ended {
             Ended::PeerClosed(None) => write!(f, "the client closed without a code"),
             Ended::Violation(e) => write!(f, "closed with {}: {e}", e.close_code()),
             Ended::Unresponsive => write!(f, "no answer to a ping"),
+            Ended::MessageTimeout => write!(f, "closed with 1008: a message took too long"),
             Ended::ServerClosed => write!(f, "the server closed it"),
             Ended::TcpClosed => write!(f, "the client closed TCP without a close frame"),
             Ended::WriteFailed(why) => write!(f, "dropped: {why}"),
@@ -282,6 +292,8 @@ pub struct Timeouts {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub close_timeout: Duration,
+    /// How long a started message may take to arrive in full.
+    pub message_timeout: Duration,
 }
 
 /// How much is read from the socket at a time.
@@ -296,6 +308,8 @@ pub struct Session {
     buf: Box<[u8]>,
     link: Arc<Link>,
     timeouts: Timeouts,
+    /// When the message now arriving must be complete.
+    message_deadline: Option<Instant>,
 }
 
 impl Session {
@@ -307,6 +321,7 @@ impl Session {
             buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             link,
             timeouts,
+            message_deadline: None,
         }
     }
 
@@ -338,25 +353,39 @@ impl Session {
     }
 
     /// Reads more bytes into the core. Silence for `ping_interval` gets a
-    /// ping; silence for `pong_timeout` after it ends the connection.
+    /// ping; silence for `pong_timeout` after it ends the connection. Any
+    /// bytes at all show that the peer is alive, so a message that has
+    /// started gets a deadline of its own: a peer trickling one byte a
+    /// second would otherwise hold its buffer (up to `--max-message`)
+    /// forever.
     fn read_more(&mut self) -> Result<(), Ended> {
         let mut ping_sent = false;
         loop {
-            let wait = if ping_sent {
+            let deadline = self.message_deadline();
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return Err(self.message_too_slow());
+            }
+            let mut wait = if ping_sent {
                 self.timeouts.pong_timeout
             } else {
                 self.timeouts.ping_interval
             };
+            if let Some(deadline) = deadline {
+                wait = wait.min(deadline - now);
+            }
             let _ = self.stream.set_read_timeout(Some(wait));
             match self.stream.read(&mut self.buf) {
                 Ok(0) => {
                     self.link.receive_eof();
                     return Err(self.gone(Ended::TcpClosed));
                 }
-                // Any bytes at all show the peer is alive.
                 Ok(n) => {
                     self.link.receive(&self.buf[..n]);
                     return Ok(());
+                }
+                Err(e) if is_timeout(&e) && deadline.is_some_and(|d| d <= Instant::now()) => {
+                    return Err(self.message_too_slow());
                 }
                 Err(e) if is_timeout(&e) && ping_sent => {
                     let _ = self
@@ -375,6 +404,33 @@ impl Session {
                 Err(e) => return Err(self.gone(Ended::ReadFailed(e))),
             }
         }
+    }
+
+    /// The deadline of the message now arriving, set when its first byte
+    /// came and cleared once it is complete.
+    fn message_deadline(&mut self) -> Option<Instant> {
+        if self.link.receiving() {
+            let timeout = self.timeouts.message_timeout;
+            let deadline = self
+                .message_deadline
+                .get_or_insert_with(|| Instant::now() + timeout);
+            Some(*deadline)
+        } else {
+            self.message_deadline = None;
+            None
+        }
+    }
+
+    /// RFC 6455 §7.4.1: 1008 is for a message that breaks the endpoint's
+    /// policy; taking longer than allowed to arrive is one.
+    fn message_too_slow(&mut self) -> Ended {
+        let reason = format!(
+            "a message must arrive within {} s (--message-timeout-secs)",
+            self.timeouts.message_timeout.as_secs_f64()
+        );
+        let _ = self.link.close(Some(CloseCode::Policy), &reason);
+        self.close_tcp();
+        Ended::MessageTimeout
     }
 
     /// The connection is gone. If our side ended it first (a write failed,
