@@ -22,10 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json;
 pub use crate::tap::Direction;
-use crate::tap::Tap;
-
-/// How many bytes of each frame or event a record shows.
-pub const PREVIEW_BYTES: usize = crate::tap::PREVIEW;
+use crate::tap::{Tap, PREVIEW};
 
 /// Records that may wait for one listener before new ones are dropped.
 const LISTENER_QUEUE: usize = 512;
@@ -90,7 +87,7 @@ impl Inspector {
         if !self.active() {
             return;
         }
-        let preview = &prefix[..prefix.len().min(PREVIEW_BYTES)];
+        let preview = &prefix[..prefix.len().min(PREVIEW)];
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -228,7 +225,7 @@ mod tests {
         assert_eq!(record.get("kind").and_then(json::Json::as_str), Some("ws"));
         assert_eq!(
             record.get("hex").and_then(json::Json::as_str).map(str::len),
-            Some(2 * PREVIEW_BYTES)
+            Some(2 * PREVIEW)
         );
         assert_eq!(to_hex(&[0, 0x0f, 0xf0, 0xff]), "000ff0ff");
     }

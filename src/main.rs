@@ -1,5 +1,6 @@
 //! `cargo run`: reads the configuration and starts the server.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use realtime_by_hand::config::{self, Config, ConfigError};
@@ -36,17 +37,28 @@ fn main() -> ExitCode {
         }
     };
     // Like the Node original: say where to look. (Printed even with --quiet:
-    // with --port 0 it is the only way to learn the port.)
-    println!("Server listening on http://{addr}/");
-    println!("  demo page:   http://{addr}/");
-    println!("  SSE stream:  http://{addr}/events   (try: curl -N http://{addr}/events)");
-    println!("  WebSocket:   ws://{addr}/ws   (echo: ws://{addr}/echo)");
-    println!("  trigger:     curl -X POST -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}' http://{addr}/trigger-event");
-    println!(
+    // with --port 0 it is the only way to learn the port.) A closed stdout
+    // (`| head -1`) must not stop the server, so write errors are ignored.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Server listening on http://{addr}/");
+    let _ = writeln!(out, "  demo page:   http://{addr}/");
+    let _ = writeln!(
+        out,
+        "  SSE stream:  http://{addr}/events   (try: curl -N http://{addr}/events)"
+    );
+    let _ = writeln!(
+        out,
+        "  WebSocket:   ws://{addr}/ws   (echo: ws://{addr}/echo)"
+    );
+    let _ = writeln!(out, "  trigger:     curl -X POST -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}' http://{addr}/trigger-event");
+    let _ = writeln!(
+        out,
         "  limits:      {} connections at most, {} of messages and bodies in flight; --help lists every option",
         config.max_connections,
         size(config.max_buffered_bytes)
     );
+    let _ = out.flush();
+    drop(out);
     server.run();
     ExitCode::SUCCESS
 }

@@ -114,3 +114,41 @@ fn port_zero_prints_the_chosen_url() {
         "{line}"
     );
 }
+
+// Why: `realtime-by-hand | head -1` closes the server's stdout after one
+// line. The banner and the log lines that follow must not stop it: a log
+// nobody reads is no reason to stop serving.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    use std::io::{Read, Write};
+    let mut child = Command::new(SERVER)
+        .args(["--port", "0", "--tick-secs", "0"])
+        .env_remove("PORT")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The pipe is closed here: every later line fails to print.
+    let addr = first
+        .trim()
+        .strip_prefix("Server listening on http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -48,7 +48,7 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
     let writer = match start_writer(id, subscription.events, &link) {
         Ok(writer) => writer,
         Err(e) => {
-            let _ = link.close(Some(CloseCode::GoingAway), "server busy");
+            session.close(CloseCode::GoingAway, "server busy");
             return Ended::WriteFailed(format!("could not start the writer thread: {e}"));
         }
     };

@@ -27,7 +27,7 @@ pub mod trigger;
 pub mod upgrade;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -85,10 +85,11 @@ impl App {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Prints a log line, unless `--quiet`.
+    /// Prints a log line, unless `--quiet`. A log nobody reads any more
+    /// (stdout closed) is no reason to stop serving: errors are ignored.
     pub fn log(&self, line: fmt::Arguments<'_>) {
         if !self.config.quiet {
-            println!("{line}");
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
     }
 

@@ -325,6 +325,13 @@ impl Session {
         }
     }
 
+    /// Closes the connection from our side, for the application: our
+    /// close frame, then TCP closed the way the protocol wants it.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        let _ = self.link.close(Some(code), reason);
+        self.close_tcp();
+    }
+
     pub fn link(&self) -> &Arc<Link> {
         &self.link
     }
@@ -376,10 +383,7 @@ impl Session {
             }
             let _ = self.stream.set_read_timeout(Some(wait));
             match self.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    self.link.receive_eof();
-                    return Err(self.gone(Ended::TcpClosed));
-                }
+                Ok(0) => return Err(self.gone(Ended::TcpClosed)),
                 Ok(n) => {
                     self.link.receive(&self.buf[..n]);
                     return Ok(());
