@@ -436,6 +436,44 @@ fn plain_get_on_the_websocket_paths_gets_426() {
     }
 }
 
+/// An upgrade request to `path` naming `host`, with an `Origin` if given.
+fn upgrade_from(path: &str, host: &str, origin: Option<&str>) -> Vec<u8> {
+    let mut headers = good_headers(SAMPLE_KEY);
+    if let Some(origin) = origin {
+        headers.push(("Origin", origin));
+    }
+    let raw = String::from_utf8(upgrade_request(path, &headers)).unwrap();
+    raw.replacen("Host: test", &format!("Host: {host}"), 1)
+        .into_bytes()
+}
+
+/// The status line of the server's answer to `raw`, and the bytes after
+/// the head (read to the close for a refusal, for its reason).
+fn answer_to(addr: SocketAddr, raw: &[u8]) -> (String, String) {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    let (head, mut rest) = read_head(&mut stream);
+    if !head.starts_with("HTTP/1.1 101 ") {
+        let _ = stream.read_to_end(&mut rest);
+    }
+    (head, String::from_utf8_lossy(&rest).into_owned())
+}
+
+// Why: DNS rebinding reaches the upgrade too: a page on evil.example,
+// re-pointed at 127.0.0.1, sends `Host: evil.example` and its own, same-
+// origin `Origin`; the Host rule refuses it before anything else.
+#[test]
+fn upgrade_with_a_foreign_host_gets_421() {
+    let server = start(default_hosts());
+    for path in ["/ws", "/", "/echo"] {
+        let raw = upgrade_from(path, "evil.example:3000", Some("http://evil.example:3000"));
+        let (head, body) = answer_to(server.addr, &raw);
+        assert!(head.starts_with("HTTP/1.1 421 "), "{path}: {head}");
+        assert!(body.contains("--allowed-host evil.example "), "{body}");
+    }
+    assert_eq!(stat(server.addr, "ws_connections"), 0);
+}
+
 // Why: with an allow-list, a page on another site must not open a socket
 // with the user's cookies (cross-site WebSocket hijacking); non-browser
 // clients send no Origin and are let through.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::router::{inspector_off, respond, route, Route};
 use crate::app::events::serve_events;
 use crate::app::inspector_feed::serve_inspector;
+use crate::app::policy::{self, Refused};
 use crate::app::trigger::{json_error, trigger_event};
 use crate::app::upgrade::upgrade;
 use crate::app::App;
@@ -68,6 +69,12 @@ fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>) -> Served {
         let Some((head, body_length)) = read_request(&mut conn, idle, id, app) else {
             return Served::Http;
         };
+        // Whom the server answers comes before what it answers: a name it
+        // does not answer for (DNS rebinding) is refused on every route.
+        if let Err(refused) = policy::check_host(&head, &app.config) {
+            refuse_by_policy(&mut conn, &refused, id, app);
+            return Served::Http;
+        }
         idle = app.config.idle_timeout;
         conn = match answer(conn, &head, body_length, id, app) {
             Ok(conn) => conn,
@@ -157,6 +164,13 @@ fn answer(
         (Ok(()), true) => Ok(conn),
         _ => Err(Served::Http),
     }
+}
+
+/// Answers a request the policy refuses and ends the connection; its
+/// body, if any, is unread.
+fn refuse_by_policy(conn: &mut Connection, refused: &Refused, id: u64, app: &App) {
+    app.log(format_args!("client {id}: {refused}"));
+    conn.refuse(&refused.to_response(), app.config.write_timeout);
 }
 
 /// Logs why a request is refused, answers it, and ends the connection.
