@@ -58,7 +58,8 @@ pub struct Config {
     /// Names answered besides loopback ones and `host` (`*`: any); see
     /// `app::policy`.
     pub allowed_hosts: Vec<String>,
-    /// Origins allowed to open a WebSocket; empty means any.
+    /// Origins allowed besides the defaults (none, `null`, loopback, the
+    /// server's own) on the WebSocket upgrade and the trigger (`*`: any).
     pub allowed_origins: Vec<String>,
     /// Whether `GET /inspect` reports frames.
     pub inspect: bool,
@@ -209,7 +210,8 @@ Options (defaults in brackets):
   --close-timeout-secs S     wait for the peer's close frame [{close}]
   --allowed-host NAME        also answer requests for Host NAME (repeatable; '*' = any)
                              [localhost, 127.0.0.0/8, [::1] and the --host address]
-  --allowed-origin ORIGIN    accept WebSockets only from ORIGIN (repeatable) [any]
+  --allowed-origin ORIGIN    also accept pages from ORIGIN on the WebSocket and the
+                             trigger (repeatable; '*' = any) [no Origin, null, loopback, own]
   --no-inspect               turn off the /inspect frame stream
   --quiet                    no log lines
   --help                     this text
@@ -293,9 +295,7 @@ impl Config {
             "--pong-timeout-secs" => self.pong_timeout = parse_positive_secs(f, v)?,
             "--close-timeout-secs" => self.close_timeout = parse_positive_secs(f, v)?,
             "--allowed-host" => self.allowed_hosts.push(parse_allowed_host(f, v)?),
-            "--allowed-origin" => self
-                .allowed_origins
-                .push(v.trim_end_matches('/').to_string()),
+            "--allowed-origin" => self.allowed_origins.push(parse_origin(f, v)?),
             "--no-inspect" => self.inspect = false,
             "--quiet" => self.quiet = true,
             "--help" | "-h" => return Err(ConfigError::HelpRequested),
@@ -398,6 +398,23 @@ fn parse_allowed_host(flag: &str, value: &str) -> Result<String, ConfigError> {
             value,
             "a host name or address without a port, or '*'",
         ))
+    }
+}
+
+/// An origin for `--allowed-origin`: `*`, or `scheme://host[:port]`, as a
+/// browser sends it (a trailing `/` is dropped).
+fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let value = value.strip_suffix('/').unwrap_or(value);
+    match value.split_once("://") {
+        _ if value == "*" => Ok(value.to_string()),
+        Some((scheme, host)) if !scheme.is_empty() && !host.is_empty() && !host.contains('/') => {
+            Ok(value.to_string())
+        }
+        _ => Err(bad(
+            flag,
+            value,
+            "an origin such as https://app.example:8443, or '*'",
+        )),
     }
 }
 
@@ -518,9 +535,12 @@ mod tests {
             "--allowed-host=::1",
             "--allowed-host",
             "*",
+            "--allowed-origin",
+            "*",
         ])
         .unwrap();
         assert_eq!(c.allowed_hosts, ["demo.test", "::1", "*"]);
+        assert_eq!(c.allowed_origins, ["*"]);
         assert!(parse(&[]).unwrap().allowed_hosts.is_empty());
     }
 
@@ -545,6 +565,8 @@ mod tests {
         assert!(parse(&["--quiet=yes"]).is_err());
         assert!(parse(&["--allowed-host", "demo.test:3000"]).is_err());
         assert!(parse(&["--allowed-host", ""]).is_err());
+        assert!(parse(&["--allowed-origin", "localhost:3000"]).is_err());
+        assert!(parse(&["--allowed-origin", "http://a.test/path"]).is_err());
         assert!(Config::from_args(Vec::<String>::new(), Some("http")).is_err());
         assert_eq!(parse(&["--help"]).unwrap_err(), ConfigError::HelpRequested);
         // An unknown option is named as such wherever it stands.

@@ -372,8 +372,9 @@ fn stats_reports_connections_events_and_uptime_as_json() {
     assert!(head.body.is_empty());
 }
 
-/// A page on another origin sends a preflight before POSTing JSON or
-/// opening a stream with custom headers; any path must answer it.
+/// A page on another origin (here one served on localhost:8000) sends a
+/// preflight before POSTing JSON or opening a stream with custom headers;
+/// any path must answer it.
 #[test]
 fn options_preflight_answers_204_with_the_cors_headers_on_any_path() {
     let server = start_default();
@@ -391,7 +392,7 @@ fn options_preflight_answers_204_with_the_cors_headers_on_any_path() {
             .write_all(&request(
                 "OPTIONS",
                 target,
-                "Origin: http://elsewhere.test\r\nAccess-Control-Request-Method: POST\r\n",
+                "Origin: http://localhost:8000\r\nAccess-Control-Request-Method: POST\r\n",
             ))
             .unwrap();
         let (bytes, ending) = read_until_closed(&mut stream, Duration::from_secs(5));
@@ -587,9 +588,9 @@ fn an_allowed_host_is_answered_on_any_port() {
 }
 
 // Why: `*` turns the Host check off (behind a proxy that checks names
-// itself).
+// itself), but not the Origin check.
 #[test]
-fn allowed_host_star_answers_any_host() {
+fn allowed_host_star_answers_any_host_but_still_checks_origins() {
     let server = start(Config {
         allowed_hosts: vec!["*".into()],
         ..default_hosts()
@@ -601,6 +602,13 @@ fn allowed_host_star_answers_any_host() {
         );
         assert_eq!(response.status, 200, "Host: {host}: {}", response.text());
     }
+    let raw = policy_request(
+        "POST",
+        "/trigger-event",
+        Some("evil.example"),
+        Some("http://other.example"),
+    );
+    refused_with(server.addr, &raw, 403);
 }
 
 // Why: DNS rebinding works on any route a page can reach, so every one of
@@ -651,6 +659,146 @@ fn a_refused_host_gets_421_on_every_route_and_other_connections_go_on() {
     assert_eq!(stats.status, 200);
     assert_eq!(count(&stats, "events_sent"), 0);
     assert_eq!(count(&stats, "sse_connections"), 0);
+}
+
+// Why: the browser sends `Origin: null` from a page opened from a file
+// (the article's page), and a loopback or the server's own origin from
+// pages on this machine; all of them may post and preflight.
+#[test]
+fn trigger_and_preflight_accept_no_origin_null_loopback_and_own_origin() {
+    let server = start(Config {
+        allowed_hosts: vec!["demo.test".into()],
+        ..default_hosts()
+    });
+    let own = format!("http://{}", server.addr);
+    let cases = [
+        ("localhost:3000", None),
+        ("localhost:3000", Some("null")),
+        ("localhost:3000", Some("http://localhost:1234")),
+        ("localhost:3000", Some("https://localhost")),
+        ("localhost:3000", Some("http://127.0.0.1:3000")),
+        ("localhost:3000", Some("http://127.9.9.9:1")),
+        ("localhost:3000", Some("http://[::1]:8080")),
+        ("localhost:3000", Some("https://[::1]")),
+        ("demo.test:8080", Some("http://demo.test:8080")),
+        ("demo.test", Some("http://DEMO.test")),
+    ];
+    let own_host = server.addr.to_string();
+    let cases = cases
+        .iter()
+        .copied()
+        .chain([(own_host.as_str(), Some(own.as_str()))]);
+    for (i, (host, origin)) in cases.enumerate() {
+        let post = policy_request("POST", "/trigger-event", Some(host), origin);
+        let response = raw_request(server.addr, &post);
+        assert_eq!(response.status, 200, "{origin:?}: {}", response.text());
+        assert_eq!(count(&response, "id"), i as u64 + 1);
+        let preflight = policy_request("OPTIONS", "/trigger-event", Some(host), origin);
+        let response = raw_request(server.addr, &preflight);
+        assert_eq!(response.status, 204, "{origin:?}: {}", response.text());
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    }
+}
+
+// Why: a page on another site may not post events through the user's
+// browser (a POST with no Content-Type needs no preflight), nor pass the
+// preflight; the refused preflight carries no Access-Control-Allow-Origin,
+// so the browser stops there.
+#[test]
+fn a_foreign_origin_gets_403_on_trigger_and_preflight() {
+    let server = start(Config {
+        allowed_hosts: vec!["demo.test".into()],
+        ..default_hosts()
+    });
+    for origin in [
+        "https://evil.example",
+        "http://localhost.evil.example:3000",
+        "http://127.0.0.1.evil.example",
+        "ftp://localhost",
+        "http://demo.test:9999",
+        "https://demo.test:8080",
+        "http://user@localhost",
+    ] {
+        let post = policy_request(
+            "POST",
+            "/trigger-event",
+            Some("demo.test:8080"),
+            Some(origin),
+        );
+        let (head, body) = refused_with(server.addr, &post, 403);
+        let error = json::parse(body.as_bytes()).unwrap();
+        let error = error.get("error").and_then(Json::as_str).unwrap();
+        assert!(
+            error.contains(&format!("--allowed-origin {origin} to allow them")),
+            "{error}"
+        );
+        assert!(head.contains("application/json"), "{head}");
+        let preflight = policy_request(
+            "OPTIONS",
+            "/trigger-event",
+            Some("demo.test:8080"),
+            Some(origin),
+        );
+        let (head, body) = refused_with(server.addr, &preflight, 403);
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control-allow"),
+            "a refused preflight allows nothing: {head}"
+        );
+        assert!(
+            body.contains(&format!("--allowed-origin {origin} ")),
+            "{body}"
+        );
+    }
+    assert_eq!(stat(server.addr, "events_sent"), 0, "nothing was broadcast");
+    // Reading is not what the Origin policy guards: /stats and /events
+    // answer any origin (their data is what every client sees anyway).
+    let stats = policy_request(
+        "GET",
+        "/stats",
+        Some("localhost"),
+        Some("https://evil.example"),
+    );
+    assert_eq!(raw_request(server.addr, &stats).status, 200);
+    let events = policy_request(
+        "GET",
+        "/events",
+        Some("localhost"),
+        Some("https://evil.example"),
+    );
+    assert!(status_line_for(server.addr, &events).starts_with("HTTP/1.1 200 "));
+}
+
+// Why: --allowed-origin adds an origin to the defaults (it used to replace
+// them); `*` allows any origin.
+#[test]
+fn allowed_origin_adds_to_the_defaults_and_star_allows_any() {
+    let server = start(Config {
+        allowed_origins: vec!["https://app.example".into()],
+        ..default_hosts()
+    });
+    for origin in ["https://app.example", "null", "http://localhost:5173"] {
+        let post = policy_request("POST", "/trigger-event", Some("localhost"), Some(origin));
+        let response = raw_request(server.addr, &post);
+        assert_eq!(response.status, 200, "{origin}: {}", response.text());
+    }
+    let post = policy_request(
+        "POST",
+        "/trigger-event",
+        Some("localhost"),
+        Some("https://other.example"),
+    );
+    refused_with(server.addr, &post, 403);
+    let any = start(Config {
+        allowed_origins: vec!["*".into()],
+        ..default_hosts()
+    });
+    for origin in ["https://evil.example", "https://other.example:8443"] {
+        let post = policy_request("POST", "/trigger-event", Some("localhost"), Some(origin));
+        assert_eq!(raw_request(any.addr, &post).status, 200, "{origin}");
+        let preflight =
+            policy_request("OPTIONS", "/trigger-event", Some("localhost"), Some(origin));
+        assert_eq!(raw_request(any.addr, &preflight).status, 204, "{origin}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::router::{inspector_off, respond, route, Route};
+use super::router::{inspector_off, respond, route, Plain, Route};
 use crate::app::events::serve_events;
 use crate::app::inspector_feed::serve_inspector;
 use crate::app::policy::{self, Refused};
@@ -72,7 +72,7 @@ fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>) -> Served {
         // Whom the server answers comes before what it answers: a name it
         // does not answer for (DNS rebinding) is refused on every route.
         if let Err(refused) = policy::check_host(&head, &app.config) {
-            refuse_by_policy(&mut conn, &refused, id, app);
+            refuse_by_policy(&mut conn, &refused, false, id, app);
             return Served::Http;
         }
         idle = app.config.idle_timeout;
@@ -118,6 +118,10 @@ fn answer(
     app: &Arc<App>,
 ) -> Result<Connection, Served> {
     let route = route(head);
+    if let Err(refused) = check_origin_for(route, head, app) {
+        refuse_by_policy(&mut conn, &refused, route == Route::Trigger, id, app);
+        return Err(Served::Http);
+    }
     // A body sent with a request that takes none must still be read:
     // left on the connection, it would be parsed as the next request.
     if body_length > 0 && route != Route::Trigger {
@@ -166,11 +170,30 @@ fn answer(
     }
 }
 
-/// Answers a request the policy refuses and ends the connection; its
-/// body, if any, is unread.
-fn refuse_by_policy(conn: &mut Connection, refused: &Refused, id: u64, app: &App) {
+/// The `Origin` policy, on the routes a page on another site could use to
+/// act here: the WebSocket upgrade (cross-site WebSocket hijacking), the
+/// trigger, and the preflight a browser sends before that `POST`. It is
+/// checked here, before the handshake or the body is read, so the protocol
+/// modules stay free of policy (see `app::policy`).
+fn check_origin_for(route: Route, head: &RequestHead, app: &App) -> Result<(), Refused> {
+    match route {
+        Route::WebSocket(_) | Route::Trigger | Route::Plain(Plain::Preflight) => {
+            policy::check_origin(head, &app.config)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Answers a request the policy refuses (in JSON on `/trigger-event`, like
+/// all its answers) and ends the connection; its body, if any, is unread.
+fn refuse_by_policy(conn: &mut Connection, refused: &Refused, json: bool, id: u64, app: &App) {
     app.log(format_args!("client {id}: {refused}"));
-    conn.refuse(&refused.to_response(), app.config.write_timeout);
+    let response = if json {
+        json_error(refused.status(), &refused.to_string())
+    } else {
+        refused.to_response()
+    };
+    conn.refuse(&response, app.config.write_timeout);
 }
 
 /// Logs why a request is refused, answers it, and ends the connection.
