@@ -514,7 +514,7 @@ async function pagesFromElsewhere() {
     "file:// page: that POST was preceded by a CORS preflight (OPTIONS), which the server allowed");
   check(results.ws.some((m) => m.type === "chat" && m.message === `chat ${results.tag}` && m.username === "file"),
     "file:// page: the WebSocket chat opens, and a chat message comes back");
-  check(results.errors.length === 0, `file:// page: no errors (${results.errors.join("; ")})`);
+  check(results.errors.length === 0, `file:// page: no errors${results.errors.length ? ` (${results.errors.join("; ")})` : ""}`);
   await filePage.close();
 
   // 11. A page on another site (a name that resolves to 127.0.0.1 too, so
