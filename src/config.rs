@@ -62,7 +62,11 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
-    /// Origins allowed to open a WebSocket; empty means any.
+    /// Names answered besides loopback ones and `host` (`*`: any); see
+    /// `app::policy`.
+    pub allowed_hosts: Vec<String>,
+    /// Origins allowed besides the defaults (none, `null`, loopback, the
+    /// server's own) on the WebSocket upgrade and the trigger (`*`: any).
     pub allowed_origins: Vec<String>,
     /// Whether `GET /inspect` reports frames.
     pub inspect: bool,
@@ -97,6 +101,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             inspect: true,
             quiet: false,
@@ -150,7 +155,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 25] = [
+const VALUE_FLAGS: [&str; 26] = [
     "--host",
     "--port",
     "--public",
@@ -175,6 +180,7 @@ const VALUE_FLAGS: [&str; 25] = [
     "--ping-secs",
     "--pong-timeout-secs",
     "--close-timeout-secs",
+    "--allowed-host",
     "--allowed-origin",
 ];
 
@@ -219,7 +225,10 @@ Options (defaults in brackets):
   --ping-secs S              WebSocket silence before the server pings [{ping}]
   --pong-timeout-secs S      wait for an answer to that ping [{pong}]
   --close-timeout-secs S     wait for the peer's close frame [{close}]
-  --allowed-origin ORIGIN    accept WebSockets only from ORIGIN (repeatable) [any]
+  --allowed-host NAME        also answer requests for Host NAME (repeatable; '*' = any)
+                             [localhost, 127.0.0.0/8, [::1] and the --host address]
+  --allowed-origin ORIGIN    also accept pages from ORIGIN on the WebSocket and the
+                             trigger (repeatable; '*' = any) [no Origin, null, loopback, own]
   --no-inspect               turn off the /inspect frame stream
   --quiet                    no log lines
   --help                     this text
@@ -308,9 +317,8 @@ impl Config {
             "--ping-secs" => self.ping_interval = parse_positive_secs(f, v)?,
             "--pong-timeout-secs" => self.pong_timeout = parse_positive_secs(f, v)?,
             "--close-timeout-secs" => self.close_timeout = parse_positive_secs(f, v)?,
-            "--allowed-origin" => self
-                .allowed_origins
-                .push(v.trim_end_matches('/').to_string()),
+            "--allowed-host" => self.allowed_hosts.push(parse_allowed_host(f, v)?),
+            "--allowed-origin" => self.allowed_origins.push(parse_origin(f, v)?),
             "--no-inspect" => self.inspect = false,
             "--quiet" => self.quiet = true,
             "--help" | "-h" => return Err(ConfigError::HelpRequested),
@@ -394,6 +402,42 @@ fn parse_host(flag: &str, value: &str) -> Result<String, ConfigError> {
         Ok(value.to_string())
     } else {
         Err(bad(flag, value, "an IP address such as 127.0.0.1 or ::1"))
+    }
+}
+
+/// A name for `--allowed-host`: `*`, or a host without a port (the port
+/// is never compared), such as `demo.test`, `192.168.1.5` or `::1`.
+fn parse_allowed_host(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let is_ipv6 = value
+        .trim_matches(['[', ']'])
+        .parse::<std::net::Ipv6Addr>()
+        .is_ok();
+    let plain = !value.is_empty() && !value.contains([':', '/', '@', ' ']);
+    if value == "*" || is_ipv6 || plain {
+        Ok(value.to_string())
+    } else {
+        Err(bad(
+            flag,
+            value,
+            "a host name or address without a port, or '*'",
+        ))
+    }
+}
+
+/// An origin for `--allowed-origin`: `*`, or `scheme://host[:port]`, as a
+/// browser sends it (a trailing `/` is dropped).
+fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let value = value.strip_suffix('/').unwrap_or(value);
+    match value.split_once("://") {
+        _ if value == "*" => Ok(value.to_string()),
+        Some((scheme, host)) if !scheme.is_empty() && !host.is_empty() && !host.contains('/') => {
+            Ok(value.to_string())
+        }
+        _ => Err(bad(
+            flag,
+            value,
+            "an origin such as https://app.example:8443, or '*'",
+        )),
     }
 }
 
@@ -524,6 +568,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.allowed_origins, ["http://a.test", "http://b.test"]);
         assert!(!c.inspect);
+        let c = parse(&[
+            "--allowed-host",
+            "demo.test",
+            "--allowed-host=::1",
+            "--allowed-host",
+            "*",
+            "--allowed-origin",
+            "*",
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_hosts, ["demo.test", "::1", "*"]);
+        assert_eq!(c.allowed_origins, ["*"]);
+        assert!(parse(&[]).unwrap().allowed_hosts.is_empty());
     }
 
     #[test]
@@ -545,6 +602,10 @@ mod tests {
         assert!(parse(&["--head-timeout-secs", "0"]).is_err());
         assert!(parse(&["--max-connections", "0"]).is_err());
         assert!(parse(&["--quiet=yes"]).is_err());
+        assert!(parse(&["--allowed-host", "demo.test:3000"]).is_err());
+        assert!(parse(&["--allowed-host", ""]).is_err());
+        assert!(parse(&["--allowed-origin", "localhost:3000"]).is_err());
+        assert!(parse(&["--allowed-origin", "http://a.test/path"]).is_err());
         assert!(Config::from_args(Vec::<String>::new(), Some("http")).is_err());
         assert_eq!(parse(&["--help"]).unwrap_err(), ConfigError::HelpRequested);
         // An unknown option is named as such wherever it stands.
@@ -576,6 +637,7 @@ mod tests {
                 "--host" => "127.0.0.1",
                 "--public" => env!("CARGO_MANIFEST_DIR"),
                 "--allowed-origin" => "http://a.test",
+                "--allowed-host" => "demo.test",
                 _ => "1",
             };
             assert!(parse(&[flag, value]).is_ok(), "{flag}");

@@ -148,7 +148,10 @@ fn a_closed_stdout_does_not_stop_the_server() {
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server is still running"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -372,8 +372,9 @@ fn stats_reports_connections_events_and_uptime_as_json() {
     assert!(head.body.is_empty());
 }
 
-/// A page on another origin sends a preflight before POSTing JSON or
-/// opening a stream with custom headers; any path must answer it.
+/// A page on another origin (here one served on localhost:8000) sends a
+/// preflight before POSTing JSON or opening a stream with custom headers;
+/// any path must answer it.
 #[test]
 fn options_preflight_answers_204_with_the_cors_headers_on_any_path() {
     let server = start_default();
@@ -391,7 +392,7 @@ fn options_preflight_answers_204_with_the_cors_headers_on_any_path() {
             .write_all(&request(
                 "OPTIONS",
                 target,
-                "Origin: http://elsewhere.test\r\nAccess-Control-Request-Method: POST\r\n",
+                "Origin: http://localhost:8000\r\nAccess-Control-Request-Method: POST\r\n",
             ))
             .unwrap();
         let (bytes, ending) = read_until_closed(&mut stream, Duration::from_secs(5));
@@ -409,6 +410,394 @@ fn options_preflight_answers_204_with_the_cors_headers_on_any_path() {
                 "{target}: no {wanted:?} in {head}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The Host and Origin policy (app::policy)
+// ---------------------------------------------------------------------------
+
+/// `METHOD target` naming `host` (none for `None`), with an `Origin` when
+/// one is given, `Connection: close` and a JSON body on a `POST`.
+fn policy_request(method: &str, target: &str, host: Option<&str>, origin: Option<&str>) -> Vec<u8> {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\n");
+    if let Some(host) = host {
+        raw.push_str(&format!("Host: {host}\r\n"));
+    }
+    if let Some(origin) = origin {
+        raw.push_str(&format!("Origin: {origin}\r\n"));
+    }
+    let body = if method == "POST" {
+        r#"{"message":"policy"}"#
+    } else {
+        ""
+    };
+    if method == "POST" {
+        raw.push_str("Content-Type: application/json\r\n");
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    if method == "OPTIONS" {
+        raw.push_str("Access-Control-Request-Method: POST\r\n");
+        raw.push_str("Access-Control-Request-Headers: content-type\r\n");
+    }
+    raw.push_str(&format!("Connection: close\r\n\r\n{body}"));
+    raw.into_bytes()
+}
+
+/// Sends a request and reads its response head (streams never end, so only
+/// the head is read for them).
+fn status_line_for(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).expect("read a response head");
+        assert!(n > 0, "closed before a response head");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&bytes);
+    head.lines().next().unwrap().to_string()
+}
+
+/// Sends a request the policy refuses; the server must answer with `status`
+/// and close the connection. Returns the head and the body.
+fn refused_with(addr: SocketAddr, raw: &[u8], status: u16) -> (String, String) {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    let (bytes, ending) = read_until_closed(&mut stream, Duration::from_secs(5));
+    let (head, body) = split_head(&bytes);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        head.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{}: {head}{body}",
+        String::from_utf8_lossy(raw)
+    );
+    assert_eq!(ending, Ending::Closed, "the refusal ends the connection");
+    assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+    (head, body)
+}
+
+const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// Every route, as (method, target, extra header lines).
+const EVERY_ROUTE: [(&str, &str, &str); 14] = [
+    ("GET", "/", ""),
+    ("HEAD", "/", ""),
+    ("GET", "/app.js", ""),
+    ("GET", "/no/such/file", ""),
+    ("GET", "/events", ""),
+    ("POST", "/trigger-event", ""),
+    ("GET", "/stats", ""),
+    ("GET", "/inspect", ""),
+    ("OPTIONS", "/trigger-event", ""),
+    ("OPTIONS", "*", ""),
+    ("GET", "/ws", UPGRADE),
+    ("GET", "/", UPGRADE),
+    ("GET", "/echo", UPGRADE),
+    ("DELETE", "/stats", ""),
+];
+
+fn route_request(route: (&str, &str, &str), host: &str) -> Vec<u8> {
+    let (method, target, extra) = route;
+    let raw = String::from_utf8(policy_request(method, target, Some(host), None)).unwrap();
+    raw.replacen("\r\n", &format!("\r\n{extra}"), 1)
+        .into_bytes()
+}
+
+// Why: DNS rebinding. A page whose name is re-pointed at 127.0.0.1 sends
+// `Host: its-own-name`; loopback names are what a browser sends when it
+// really means this machine, on whatever port.
+#[test]
+fn loopback_hosts_on_any_port_are_answered_by_default() {
+    let server = start(default_hosts());
+    let own = server.addr.to_string();
+    for host in [
+        "localhost",
+        "localhost:3000",
+        "LOCALHOST.",
+        "LocalHost:1",
+        "127.0.0.1",
+        "127.0.0.1:80",
+        "127.1.2.3",
+        "127.1.2.3:9999",
+        "[::1]",
+        "[::1]:3000",
+        own.as_str(),
+    ] {
+        let response = raw_request(
+            server.addr,
+            &policy_request("GET", "/stats", Some(host), None),
+        );
+        assert_eq!(response.status, 200, "Host: {host}: {}", response.text());
+    }
+    // HTTP/1.0 may leave Host out; there is no name to refuse.
+    let response = raw_request(server.addr, b"GET /stats HTTP/1.0\r\n\r\n");
+    assert_eq!(response.status, 200, "{}", response.text());
+    // And every route answers a loopback name as usual.
+    for route in EVERY_ROUTE {
+        let line = status_line_for(server.addr, &route_request(route, "localhost:3000"));
+        assert!(
+            !line.contains(" 421 ") && !line.contains(" 403 "),
+            "{route:?}: {line}"
+        );
+    }
+}
+
+// Why: a server listening on a non-loopback address is reached by that
+// address; it must answer for it. (The address here is loopback too, but
+// written as an IPv4-mapped IPv6 address, which the loopback rule does not
+// name: only the --host rule lets it in.)
+#[test]
+fn the_listen_address_is_an_allowed_host() {
+    let mapped = "[::ffff:7f00:1]";
+    let server = start(Config {
+        host: "::ffff:127.0.0.1".into(),
+        ..default_hosts()
+    });
+    let host = format!("{mapped}:{}", server.addr.port());
+    let response = raw_request(
+        server.addr,
+        &policy_request("GET", "/stats", Some(&host), None),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let elsewhere = start(default_hosts());
+    let raw = policy_request("GET", "/stats", Some(&host), None);
+    let (_, body) = refused_with(elsewhere.addr, &raw, 421);
+    assert!(body.contains("--allowed-host [::ffff:7f00:1] "), "{body}");
+}
+
+// Why: a name the server is really reached by (a proxy's, a LAN name) is
+// allowed by --allowed-host; the port, which a proxy changes, is not
+// compared, and case and a trailing dot do not make another name.
+#[test]
+fn an_allowed_host_is_answered_on_any_port() {
+    let server = start(Config {
+        allowed_hosts: vec!["demo.test".into()],
+        ..default_hosts()
+    });
+    for host in ["demo.test", "demo.test:8080", "DEMO.Test.:1"] {
+        let response = raw_request(
+            server.addr,
+            &policy_request("GET", "/stats", Some(host), None),
+        );
+        assert_eq!(response.status, 200, "Host: {host}: {}", response.text());
+    }
+    let raw = policy_request("GET", "/stats", Some("other.test"), None);
+    refused_with(server.addr, &raw, 421);
+}
+
+// Why: `*` turns the Host check off (behind a proxy that checks names
+// itself), but not the Origin check.
+#[test]
+fn allowed_host_star_answers_any_host_but_still_checks_origins() {
+    let server = start(Config {
+        allowed_hosts: vec!["*".into()],
+        ..default_hosts()
+    });
+    for host in ["evil.example", "evil.example:3000", "a b"] {
+        let response = raw_request(
+            server.addr,
+            &policy_request("GET", "/stats", Some(host), None),
+        );
+        assert_eq!(response.status, 200, "Host: {host}: {}", response.text());
+    }
+    let raw = policy_request(
+        "POST",
+        "/trigger-event",
+        Some("evil.example"),
+        Some("http://other.example"),
+    );
+    refused_with(server.addr, &raw, 403);
+}
+
+// Why: DNS rebinding works on any route a page can reach, so every one of
+// them refuses a foreign name, before anything is served or broadcast;
+// the answer says which flag allows the name, and other connections go on.
+#[test]
+fn a_refused_host_gets_421_on_every_route_and_other_connections_go_on() {
+    let server = start(default_hosts());
+    let mut kept = KeepAlive::open(server.addr);
+    kept.send(b"GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(kept.response().status, 200);
+    for route in EVERY_ROUTE {
+        let raw = route_request(route, "evil.example:3000");
+        let (head, body) = refused_with(server.addr, &raw, 421);
+        assert!(head.contains("Misdirected Request"), "{head}");
+        if route.0 != "HEAD" {
+            assert!(
+                body.contains("the host \"evil.example\"")
+                    && body.contains("--allowed-host evil.example to allow that name"),
+                "{route:?}: {body}"
+            );
+        }
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("access-control-allow-origin"),
+            "{head}"
+        );
+    }
+    // A loopback Origin does not make a foreign Host acceptable.
+    let raw = policy_request(
+        "POST",
+        "/trigger-event",
+        Some("evil.example"),
+        Some("http://localhost:3000"),
+    );
+    refused_with(server.addr, &raw, 421);
+    // A Host that names nothing is malformed: 400, saying which flag turns
+    // the check off.
+    for host in ["a b", "", "[::1", "localhost:http"] {
+        let raw = policy_request("GET", "/stats", Some(host), None);
+        let (_, body) = refused_with(server.addr, &raw, 400);
+        assert!(body.contains("--allowed-host '*'"), "{host:?}: {body}");
+    }
+    // Nothing was broadcast, and the kept-alive connection still works.
+    kept.send(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let stats = kept.response();
+    assert_eq!(stats.status, 200);
+    assert_eq!(count(&stats, "events_sent"), 0);
+    assert_eq!(count(&stats, "sse_connections"), 0);
+}
+
+// Why: the browser sends `Origin: null` from a page opened from a file
+// (the article's page), and a loopback or the server's own origin from
+// pages on this machine; all of them may post and preflight.
+#[test]
+fn trigger_and_preflight_accept_no_origin_null_loopback_and_own_origin() {
+    let server = start(Config {
+        allowed_hosts: vec!["demo.test".into()],
+        ..default_hosts()
+    });
+    let own = format!("http://{}", server.addr);
+    let cases = [
+        ("localhost:3000", None),
+        ("localhost:3000", Some("null")),
+        ("localhost:3000", Some("http://localhost:1234")),
+        ("localhost:3000", Some("https://localhost")),
+        ("localhost:3000", Some("http://127.0.0.1:3000")),
+        ("localhost:3000", Some("http://127.9.9.9:1")),
+        ("localhost:3000", Some("http://[::1]:8080")),
+        ("localhost:3000", Some("https://[::1]")),
+        ("demo.test:8080", Some("http://demo.test:8080")),
+        ("demo.test", Some("http://DEMO.test")),
+    ];
+    let own_host = server.addr.to_string();
+    let cases = cases
+        .iter()
+        .copied()
+        .chain([(own_host.as_str(), Some(own.as_str()))]);
+    for (i, (host, origin)) in cases.enumerate() {
+        let post = policy_request("POST", "/trigger-event", Some(host), origin);
+        let response = raw_request(server.addr, &post);
+        assert_eq!(response.status, 200, "{origin:?}: {}", response.text());
+        assert_eq!(count(&response, "id"), i as u64 + 1);
+        let preflight = policy_request("OPTIONS", "/trigger-event", Some(host), origin);
+        let response = raw_request(server.addr, &preflight);
+        assert_eq!(response.status, 204, "{origin:?}: {}", response.text());
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    }
+}
+
+// Why: a page on another site may not post events through the user's
+// browser (a POST with no Content-Type needs no preflight), nor pass the
+// preflight; the refused preflight carries no Access-Control-Allow-Origin,
+// so the browser stops there.
+#[test]
+fn a_foreign_origin_gets_403_on_trigger_and_preflight() {
+    let server = start(Config {
+        allowed_hosts: vec!["demo.test".into()],
+        ..default_hosts()
+    });
+    for origin in [
+        "https://evil.example",
+        "http://localhost.evil.example:3000",
+        "http://127.0.0.1.evil.example",
+        "ftp://localhost",
+        "http://demo.test:9999",
+        "https://demo.test:8080",
+        "http://user@localhost",
+    ] {
+        let post = policy_request(
+            "POST",
+            "/trigger-event",
+            Some("demo.test:8080"),
+            Some(origin),
+        );
+        let (head, body) = refused_with(server.addr, &post, 403);
+        let error = json::parse(body.as_bytes()).unwrap();
+        let error = error.get("error").and_then(Json::as_str).unwrap();
+        assert!(
+            error.contains(&format!("--allowed-origin {origin} to allow them")),
+            "{error}"
+        );
+        assert!(head.contains("application/json"), "{head}");
+        let preflight = policy_request(
+            "OPTIONS",
+            "/trigger-event",
+            Some("demo.test:8080"),
+            Some(origin),
+        );
+        let (head, body) = refused_with(server.addr, &preflight, 403);
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control-allow"),
+            "a refused preflight allows nothing: {head}"
+        );
+        assert!(
+            body.contains(&format!("--allowed-origin {origin} ")),
+            "{body}"
+        );
+    }
+    assert_eq!(stat(server.addr, "events_sent"), 0, "nothing was broadcast");
+    // Reading is not what the Origin policy guards: /stats and /events
+    // answer any origin (their data is what every client sees anyway).
+    let stats = policy_request(
+        "GET",
+        "/stats",
+        Some("localhost"),
+        Some("https://evil.example"),
+    );
+    assert_eq!(raw_request(server.addr, &stats).status, 200);
+    let events = policy_request(
+        "GET",
+        "/events",
+        Some("localhost"),
+        Some("https://evil.example"),
+    );
+    assert!(status_line_for(server.addr, &events).starts_with("HTTP/1.1 200 "));
+}
+
+// Why: --allowed-origin adds an origin to the defaults (it used to replace
+// them); `*` allows any origin.
+#[test]
+fn allowed_origin_adds_to_the_defaults_and_star_allows_any() {
+    let server = start(Config {
+        allowed_origins: vec!["https://app.example".into()],
+        ..default_hosts()
+    });
+    for origin in ["https://app.example", "null", "http://localhost:5173"] {
+        let post = policy_request("POST", "/trigger-event", Some("localhost"), Some(origin));
+        let response = raw_request(server.addr, &post);
+        assert_eq!(response.status, 200, "{origin}: {}", response.text());
+    }
+    let post = policy_request(
+        "POST",
+        "/trigger-event",
+        Some("localhost"),
+        Some("https://other.example"),
+    );
+    refused_with(server.addr, &post, 403);
+    let any = start(Config {
+        allowed_origins: vec!["*".into()],
+        ..default_hosts()
+    });
+    for origin in ["https://evil.example", "https://other.example:8443"] {
+        let post = policy_request("POST", "/trigger-event", Some("localhost"), Some(origin));
+        assert_eq!(raw_request(any.addr, &post).status, 200, "{origin}");
+        let preflight =
+            policy_request("OPTIONS", "/trigger-event", Some("localhost"), Some(origin));
+        assert_eq!(raw_request(any.addr, &preflight).status, 204, "{origin}");
     }
 }
 

@@ -13,6 +13,7 @@
 //! | [`inspector_feed`] | `GET /inspect`, the frame inspector's stream |
 //! | [`ticker`] | the `periodic_update` event |
 //! | [`stats`] | `GET /stats` |
+//! | [`policy`] | whom the server answers: the `Host` and `Origin` rules |
 //!
 //! The server (`server/`) reads requests and calls these; they call down
 //! into `hub`, `inspect`, `sse/`, `websocket/` and `http/`, never up.
@@ -21,6 +22,7 @@ pub mod chat;
 pub mod echo;
 pub mod events;
 pub mod inspector_feed;
+pub mod policy;
 pub mod stats;
 pub mod ticker;
 pub mod trigger;

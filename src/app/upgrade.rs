@@ -23,7 +23,8 @@ pub enum Endpoint {
 }
 
 /// Answers an upgrade request and, if it is valid, runs the endpoint on
-/// the connection until it closes.
+/// the connection until it closes. The request loop has already applied
+/// the `Host` and `Origin` policy (`policy`) by the time it calls this.
 pub fn upgrade(
     mut conn: Connection,
     head: &RequestHead,
@@ -31,7 +32,7 @@ pub fn upgrade(
     id: u64,
     endpoint: Endpoint,
 ) {
-    let key = match handshake::check_request(head, &app.config.allowed_origins) {
+    let key = match handshake::check_request(head) {
         Ok(key) => key,
         Err(error) => {
             app.log(format_args!("client {id}: {error}"));

@@ -6,10 +6,11 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::router::{inspector_off, respond, route, Route};
+use super::router::{inspector_off, respond, route, Plain, Route};
 use super::waiting::Waiting;
 use crate::app::events::serve_events;
 use crate::app::inspector_feed::serve_inspector;
+use crate::app::policy::{self, Refused};
 use crate::app::trigger::{json_error, trigger_event};
 use crate::app::upgrade::upgrade;
 use crate::app::App;
@@ -74,6 +75,12 @@ fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>, waiting: &Waiti
         let Some((head, body_length)) = request else {
             return Served::Http;
         };
+        // Whom the server answers comes before what it answers: a name it
+        // does not answer for (DNS rebinding) is refused on every route.
+        if let Err(refused) = policy::check_host(&head, &app.config) {
+            refuse_by_policy(&mut conn, &refused, false, id, app);
+            return Served::Http;
+        }
         idle = app.config.idle_timeout;
         conn = match answer(conn, &head, body_length, id, app) {
             Ok(conn) => conn,
@@ -117,6 +124,10 @@ fn answer(
     app: &Arc<App>,
 ) -> Result<Connection, Served> {
     let route = route(head);
+    if let Err(refused) = check_origin_for(route, head, app) {
+        refuse_by_policy(&mut conn, &refused, route == Route::Trigger, id, app);
+        return Err(Served::Http);
+    }
     // A body sent with a request that takes none must still be read:
     // left on the connection, it would be parsed as the next request.
     if body_length > 0 && route != Route::Trigger {
@@ -163,6 +174,32 @@ fn answer(
         (Ok(()), true) => Ok(conn),
         _ => Err(Served::Http),
     }
+}
+
+/// The `Origin` policy, on the routes a page on another site could use to
+/// act here: the WebSocket upgrade (cross-site WebSocket hijacking), the
+/// trigger, and the preflight a browser sends before that `POST`. It is
+/// checked here, before the handshake or the body is read, so the protocol
+/// modules stay free of policy (see `app::policy`).
+fn check_origin_for(route: Route, head: &RequestHead, app: &App) -> Result<(), Refused> {
+    match route {
+        Route::WebSocket(_) | Route::Trigger | Route::Plain(Plain::Preflight) => {
+            policy::check_origin(head, &app.config)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Answers a request the policy refuses (in JSON on `/trigger-event`, like
+/// all its answers) and ends the connection; its body, if any, is unread.
+fn refuse_by_policy(conn: &mut Connection, refused: &Refused, json: bool, id: u64, app: &App) {
+    app.log(format_args!("client {id}: {refused}"));
+    let response = if json {
+        json_error(refused.status(), &refused.to_string())
+    } else {
+        refused.to_response()
+    };
+    conn.refuse(&response, app.config.write_timeout);
 }
 
 /// Logs why a request is refused, answers it, and ends the connection.

@@ -4,18 +4,22 @@
 // drives Debian's Chromium through playwright-core, and checks what a person
 // would see: badges, messages in both panels, the inspector's decoded
 // frames, SSE resuming across stream ends, and both panels coming back
-// after the server restarts. Run it through run.sh, which installs
-// Chromium, playwright-core and builds the server first.
+// after the server restarts. Then pages the server did not serve: the
+// article's page opened from a file (Origin: null) must work, a page on
+// another site must be refused, and so must a DNS-rebinding name. Run it
+// through run.sh, which installs Chromium, playwright-core and builds the
+// server first.
 //
 // Everything is bounded: each wait has its own timeout, and the whole run
 // has OVERALL_MS. The server(s) and the browser are killed on every exit.
 
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 
 import { decodeWsFrame, decodeSse, hexToBytes } from "../../public/decode.js";
@@ -33,9 +37,14 @@ const WAIT_MS = 10_000; // default for one wait
 // Short streams, so the resume part sees several ends; a short retry: so
 // the browser comes back within a second.
 const SERVER_ARGS = ["--max-stream-secs", "2", "--retry-ms", "1000"];
+// Two made-up names that resolve to 127.0.0.1, as a rebinding attacker's
+// name would: a page on another site, and a name re-pointed at the server.
+const FOREIGN_NAME = "elsewhere.test";
+const REBOUND_NAME = "rebound.test";
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+  `--host-resolver-rules=MAP ${FOREIGN_NAME} 127.0.0.1, MAP ${REBOUND_NAME} 127.0.0.1`,
 ];
 
 const started = Date.now();
@@ -45,6 +54,7 @@ let context = null;
 let page = null;
 let userDataDir = null;
 let serverLog = [];
+let foreignSite = null;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
@@ -447,6 +457,118 @@ async function main() {
   ok("with --no-inspect the inspector says it is off, and both panels still connect");
   await second.close();
   await stopServer(plain);
+
+  await pagesFromElsewhere();
+}
+
+// ---------------------------------------------------------------------------
+// Pages the server did not serve: the Host and Origin policy
+// ---------------------------------------------------------------------------
+
+/** The server log's lines since `since` that mention `text`. */
+const logLines = (since, text) => serverLog.slice(since).filter((line) => line.includes(text));
+
+async function pagesFromElsewhere() {
+  console.log("pages from elsewhere:");
+  const server = await startServer(0, []);
+  console.log(`  server at ${server.url} (pid ${server.proc.pid})`);
+
+  // 10. The article's page, opened from disk, calls http://localhost:PORT.
+  const filePage = await context.newPage();
+  // What Chromium really sends, from its DevTools protocol: the preflights,
+  // and the Origin header of every request (location.origin says "file://",
+  // but the header is "null").
+  const preflights = [];
+  const origins = new Set();
+  const cdp = await context.newCDPSession(filePage);
+  await cdp.send("Network.enable");
+  cdp.on("Network.requestWillBeSent", (e) => {
+    if (e.request.method === "OPTIONS") preflights.push(e.request.url);
+  });
+  cdp.on("Network.requestWillBeSentExtraInfo", (e) => {
+    const name = Object.keys(e.headers).find((n) => n.toLowerCase() === "origin");
+    if (name) origins.add(e.headers[name]);
+  });
+  const fileUrl = pathToFileURL(path.join(HERE, "from-file.html"));
+  fileUrl.search = `?server=http://localhost:${server.port}`;
+  await filePage.goto(fileUrl.href);
+  await filePage.waitForFunction(() => {
+    const r = window.results;
+    const posted = `posted ${r.tag}`;
+    return r.post !== null &&
+      r.sse.some((e) => e.type === "notification" && e.message === posted) &&
+      r.ws.some((m) => m.type === "notification" && m.message === posted) &&
+      r.ws.some((m) => m.type === "chat" && m.message === `chat ${r.tag}`);
+  }, null, { timeout: WAIT_MS, polling: 50 }).catch(async (error) => {
+    console.log(`  the file page's results: ${JSON.stringify(await filePage.evaluate(() => window.results))}`);
+    throw error;
+  });
+  const results = await filePage.evaluate(() => window.results);
+  check(fileUrl.protocol === "file:" && [...origins].join() === "null",
+    `a page opened from a file:// URL sends Origin: ${[...origins].join(", ")}`);
+  check(results.sse[0]?.type === "welcome" && results.sse.some((e) => e.message === `posted ${results.tag}`),
+    "file:// page: EventSource on /events opens and receives the posted event");
+  check(results.post.status === 200 && results.post.body.success === true,
+    `file:// page: fetch POST of JSON to /trigger-event answers ${results.post.status}`);
+  check(preflights.some((url) => url.endsWith("/trigger-event")),
+    "file:// page: that POST was preceded by a CORS preflight (OPTIONS), which the server allowed");
+  check(results.ws.some((m) => m.type === "chat" && m.message === `chat ${results.tag}` && m.username === "file"),
+    "file:// page: the WebSocket chat opens, and a chat message comes back");
+  check(results.errors.length === 0, `file:// page: no errors${results.errors.length ? ` (${results.errors.join("; ")})` : ""}`);
+  await filePage.close();
+
+  // 11. A page on another site (a name that resolves to 127.0.0.1 too, so
+  // the browser has no local-network reason to block it: only the server
+  // decides) may not post events or open the chat.
+  foreignSite = createServer((request, response) => {
+    response.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    response.end("<!doctype html><html lang=\"en\"><title>elsewhere</title><p>another site</p></html>");
+  });
+  await new Promise((resolve) => foreignSite.listen(0, "127.0.0.1", resolve));
+  const foreignOrigin = `http://${FOREIGN_NAME}:${foreignSite.address().port}`;
+  const before = (await stats(server.url)).events_sent;
+  const logStart = serverLog.length;
+  const foreignPage = await context.newPage();
+  await foreignPage.goto(`${foreignOrigin}/`);
+  const attempts = await foreignPage.evaluate(async (target) => {
+    const out = {};
+    try {
+      const r = await fetch(`${target}/trigger-event`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ message: "from elsewhere" }),
+      });
+      out.json = `answered ${r.status}`;
+    } catch (error) {
+      out.json = `failed (${error.name})`;
+    }
+    // No Content-Type: a "simple" request, sent without a preflight. The
+    // server refuses it too, and its 403 may be read.
+    const r = await fetch(`${target}/trigger-event`, { method: "POST", body: new Blob([JSON.stringify({ message: "simple" })]) });
+    out.simple = { status: r.status, error: (await r.json()).error };
+    out.ws = await new Promise((resolve) => {
+      const ws = new WebSocket(`${target.replace(/^http/, "ws")}/ws`);
+      ws.onopen = () => resolve("opened");
+      ws.onclose = (e) => resolve(`closed with ${e.code}`);
+    });
+    return out;
+  }, server.url);
+  check(attempts.json === "failed (TypeError)",
+    `page on ${foreignOrigin}: fetch POST of JSON is stopped at the preflight (${attempts.json})`);
+  check(attempts.simple.status === 403 && attempts.simple.error.includes(`--allowed-origin ${foreignOrigin}`),
+    `page on ${foreignOrigin}: a POST without a preflight gets 403 naming --allowed-origin ${foreignOrigin}`);
+  check(attempts.ws === "closed with 1006", `page on ${foreignOrigin}: the WebSocket does not open (${attempts.ws})`);
+  const refusals = logLines(logStart, `the origin "${foreignOrigin}" may not use this server`);
+  check(refusals.length === 3, `the server itself refused all three (the preflight, the POST, the upgrade): ${refusals.length} log lines`);
+  check((await stats(server.url)).events_sent === before, "nothing from that page was broadcast");
+  await foreignPage.close();
+
+  // 12. DNS rebinding: a name re-pointed at the server's address.
+  const rebound = await context.newPage();
+  const answer = await rebound.goto(`http://${REBOUND_NAME}:${server.port}/`);
+  const text = await rebound.textContent("body");
+  check(answer.status() === 421 && text.includes(`--allowed-host ${REBOUND_NAME}`),
+    `http://${REBOUND_NAME}:${server.port}/ (resolved to 127.0.0.1) gets ${answer.status()} naming --allowed-host ${REBOUND_NAME}`);
+  await rebound.close();
+  await stopServer(server);
 }
 
 // ---------------------------------------------------------------------------
@@ -460,6 +582,7 @@ async function cleanup() {
     context = null;
   }
   for (const proc of servers) proc.kill("SIGKILL");
+  if (foreignSite) foreignSite.close();
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
 }
 

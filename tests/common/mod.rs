@@ -15,12 +15,26 @@ pub use realtime_by_hand::server::{RunningServer, Server};
 
 /// A configuration for tests: a free port, no log lines, no ticker (tests
 /// that want one set it), and the real `public/` directory.
+///
+/// The raw requests in the tests name made-up hosts (`Host: t`, `test`,
+/// `x`), so those names are allowed, as `--allowed-host` would allow them.
+/// The Host policy's own tests start from [`default_hosts`] instead.
 pub fn test_config() -> Config {
     Config {
         port: 0,
         quiet: true,
         tick: Duration::ZERO,
+        allowed_hosts: ["t", "test", "x"].map(String::from).to_vec(),
         ..Config::default()
+    }
+}
+
+/// [`test_config`] with the Host policy's defaults: loopback names and the
+/// `--host` address only.
+pub fn default_hosts() -> Config {
+    Config {
+        allowed_hosts: Vec::new(),
+        ..test_config()
     }
 }
 
@@ -138,7 +152,7 @@ pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
 pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     raw_request(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
 
@@ -146,7 +160,7 @@ pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
     raw_request(
         addr,
         format!(
-            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
