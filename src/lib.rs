@@ -34,6 +34,8 @@ pub mod websocket;
 
 pub mod http;
 
+pub mod redis;
+
 pub mod config;
 pub mod json;
 pub mod random;

@@ -15,8 +15,9 @@ use std::path::Path;
 /// The layers, from the bottom. A module may import from a lower layer,
 /// or from its own top-level module (`app::chat` from `app`), never from a
 /// layer above or from a neighbour in its own layer.
-const LAYERS: [(&str, &[&str]); 6] = [
+const LAYERS: [(&str, &[&str]); 7] = [
     ("leaves", &["config", "json", "time", "random", "tap"]),
+    ("leaf protocols", &["redis"]),
     ("http", &["http"]),
     ("protocols", &["sse", "websocket", "static_files"]),
     (
