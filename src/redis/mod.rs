@@ -55,10 +55,19 @@
 //! | `request.rs` | commands to bytes |
 //! | `reply.rs` | the reply type |
 //! | `reader.rs` | bytes to replies, with limits |
+//! | `url.rs` | `redis://HOST:PORT[/PREFIX]` |
+//! | `connection.rs` | one TCP connection: commands, pipelines, deadlines |
+//! | `error.rs` | what went wrong, in words a person can act on |
 
+pub mod connection;
+pub mod error;
 pub mod reader;
 pub mod reply;
 pub mod request;
+pub mod url;
 
+pub use connection::{Connection, Timeouts};
+pub use error::RedisError;
 pub use reader::{Limits, Problem, ProtocolError, ReplyReader};
 pub use reply::Reply;
+pub use url::RedisUrl;
