@@ -2,7 +2,7 @@
 //!
 //! Several server instances behind one proxy each have their own hub; to
 //! give every instance the same events under the same ids, they share one
-//! log in Redis. This module is the client for that: TCP from
+//! log in Redis ([`log`]). This module is the client for that: TCP from
 //! `std::net`, and RESP2, the protocol Redis has spoken since 2.0.
 //!
 //! # RESP by hand
@@ -58,9 +58,11 @@
 //! | `url.rs` | `redis://HOST:PORT[/PREFIX]` |
 //! | `connection.rs` | one TCP connection: commands, pipelines, deadlines |
 //! | `error.rs` | what went wrong, in words a person can act on |
+//! | `log.rs`, `publish.lua` | the cluster's event log |
 
 pub mod connection;
 pub mod error;
+pub mod log;
 pub mod reader;
 pub mod reply;
 pub mod request;
@@ -68,6 +70,7 @@ pub mod url;
 
 pub use connection::{Connection, Timeouts};
 pub use error::RedisError;
+pub use log::{Log, LogConfig, LogEntry, LogKeys, Trim};
 pub use reader::{Limits, Problem, ProtocolError, ReplyReader};
 pub use reply::Reply;
 pub use url::RedisUrl;
