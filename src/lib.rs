@@ -13,7 +13,7 @@
 //! | the server | [`server`]: accept loop, connection cap and doorman, request loop, router |
 //! | the application | [`app`]: shared state and one file per endpoint |
 //! | broadcast and inspection | [`hub`], [`inspect`] |
-//! | the protocols | [`sse`], [`websocket`], [`static_files`] |
+//! | the protocols | [`sse`], [`websocket`], [`static_files`], [`redis`] (the broker's, RESP2) |
 //! | HTTP | [`http`]: request heads, bodies, responses, deadline-bounded I/O |
 //! | leaves | [`config`], [`json`], [`time`], [`random`], [`tap`], [`budget`] |
 //!
@@ -28,6 +28,7 @@ pub mod app;
 pub mod hub;
 pub mod inspect;
 
+pub mod redis;
 pub mod sse;
 pub mod static_files;
 pub mod websocket;

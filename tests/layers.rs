@@ -21,7 +21,7 @@ const LAYERS: [(&str, &[&str]); 6] = [
         &["config", "json", "time", "random", "tap", "budget"],
     ),
     ("http", &["http"]),
-    ("protocols", &["sse", "websocket", "static_files"]),
+    ("protocols", &["sse", "websocket", "static_files", "redis"]),
     (
         "broadcast, inspection, clients",
         &["hub", "inspect", "client"],
