@@ -33,7 +33,7 @@ pub struct Link {
 
 struct LinkState {
     protocol: Protocol,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     /// The most one frame may take to write (`--write-timeout-secs`).
     write_timeout: Duration,
     /// Set when a write failed: the error, for the log.
@@ -70,10 +70,11 @@ impl From<SendError> for LinkError {
 }
 
 impl Link {
-    /// `stream`: the connection's write half (a `try_clone` of the socket).
+    /// `stream`: the connection's socket, shared with the thread that reads
+    /// it (one file descriptor, where a `try_clone` would take two).
     pub fn new(
         protocol: Protocol,
-        stream: TcpStream,
+        stream: Arc<TcpStream>,
         write_timeout: Duration,
         tap: Option<Box<dyn Tap>>,
     ) -> Arc<Link> {
@@ -304,17 +305,24 @@ const PING_PAYLOAD: &[u8] = b"are you there?";
 
 /// The server's reading side of a WebSocket connection.
 pub struct Session {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     buf: Box<[u8]>,
     link: Arc<Link>,
     timeouts: Timeouts,
     /// When the message now arriving must be complete.
     message_deadline: Option<Instant>,
+    /// The read timeout the socket has now.
+    read_timeout: Option<Duration>,
 }
 
 impl Session {
     /// `leftover`: bytes that arrived together with the handshake request.
-    pub fn new(stream: TcpStream, leftover: &[u8], link: Arc<Link>, timeouts: Timeouts) -> Session {
+    pub fn new(
+        stream: Arc<TcpStream>,
+        leftover: &[u8],
+        link: Arc<Link>,
+        timeouts: Timeouts,
+    ) -> Session {
         link.receive(leftover);
         Session {
             stream,
@@ -322,6 +330,7 @@ impl Session {
             link,
             timeouts,
             message_deadline: None,
+            read_timeout: None,
         }
     }
 
@@ -381,8 +390,8 @@ impl Session {
             if let Some(deadline) = deadline {
                 wait = wait.min(deadline - now);
             }
-            let _ = self.stream.set_read_timeout(Some(wait));
-            match self.stream.read(&mut self.buf) {
+            self.wait_at_most(wait);
+            match (&*self.stream).read(&mut self.buf) {
                 Ok(0) => return Err(self.gone(Ended::TcpClosed)),
                 Ok(n) => {
                     self.link.receive(&self.buf[..n]);
@@ -407,6 +416,19 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.gone(Ended::ReadFailed(e))),
             }
+        }
+    }
+
+    /// Sets the socket's read timeout, in steps of a tenth of a second: a
+    /// system call per read would cost an echo a good part of its speed,
+    /// and a deadline met within 100 ms is met.
+    fn wait_at_most(&mut self, wait: Duration) {
+        const STEP: u128 = 100;
+        let steps = wait.as_millis().div_ceil(STEP).max(1);
+        let wait = Duration::from_millis((steps * STEP) as u64);
+        if self.read_timeout != Some(wait) {
+            let _ = self.stream.set_read_timeout(Some(wait));
+            self.read_timeout = Some(wait);
         }
     }
 
