@@ -4,22 +4,25 @@
 //! A publisher (`POST /trigger-event`, the ticker, a WebSocket chat message)
 //! calls [`Hub::publish`]. The hub gives the event the next id, formats it
 //! once for each protocol (an SSE block and a WebSocket text frame), keeps it
-//! in a bounded history for clients that come back with `Last-Event-ID`, and
-//! puts one shared pointer to it in every subscriber's queue.
+//! in a bounded history for clients that come back with `Last-Event-ID`,
+//! and hands it on two ways: it puts one shared pointer to it in the queue
+//! of every subscriber that has one (a chat connection's writer), and it
+//! wakes every reader that takes events by id from the history itself
+//! (the SSE fan-out, and a stream that fell behind: see `app/fanout.rs`).
 //!
 //! Three rules keep one slow client from hurting the rest:
-//! - each subscriber's queue is bounded (`sync_channel`), and the hub only
-//!   ever uses `try_send`, so publishing never waits for anybody;
-//! - a subscriber whose queue is full is dropped from the hub: it has fallen
-//!   hopelessly behind, and an SSE client can reconnect with `Last-Event-ID`
-//!   and get what it missed from the history, so nothing is lost;
+//! - each subscriber's queue is bounded (`--queue` events), and the hub
+//!   never waits to put an event in one, so publishing waits for nobody;
+//! - a subscriber whose queue is full, or a reader that falls as far
+//!   behind, is let go: it has fallen hopelessly behind, and a client can
+//!   reconnect with `Last-Event-ID` and get what it missed from the
+//!   history, so nothing is lost;
 //! - the hub's lock is held only to touch the hub's own data: sockets are
-//!   written by the connection threads, after they have taken an event out
-//!   of their queue.
+//!   written by the connection threads and the fan-out, never under it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Receiver, RecvError, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -103,7 +106,7 @@ pub struct Subscription {
     /// Membership in the hub; dropping it leaves.
     pub membership: Membership,
     /// Live events, in id order, starting right after the replay.
-    pub events: Receiver<Arc<Event>>,
+    pub events: Queue,
     /// Missed events to send first, those the history still holds.
     pub replay: Vec<Arc<Event>>,
     pub resume: Resume,
@@ -129,7 +132,45 @@ impl Drop for Membership {
 
 struct Subscriber {
     key: u64,
-    queue: SyncSender<Arc<Event>>,
+    queue: Sender<Arc<Event>>,
+    /// Events in the queue not yet taken out (shared with the [`Queue`]).
+    pending: Arc<AtomicUsize>,
+}
+
+/// A subscriber's queue of events, bounded by the hub (`--queue`).
+///
+/// A channel whose memory grows with what is in it, and a count of what is
+/// in it: a bounded `sync_channel` would set aside room for the whole limit
+/// in every queue, 4 KiB for each of thousands of idle chat connections.
+pub struct Queue {
+    receiver: Receiver<Arc<Event>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// The next event, waiting for it; `Err` once the hub let go.
+    pub fn recv(&self) -> Result<Arc<Event>, RecvError> {
+        let event = self.receiver.recv()?;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// The next event if one is there.
+    pub fn try_recv(&self) -> Result<Arc<Event>, TryRecvError> {
+        let event = self.receiver.try_recv()?;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// Every event, waiting for each, until the hub lets go.
+    pub fn iter(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        std::iter::from_fn(|| self.recv().ok())
+    }
+
+    /// The events there now.
+    pub fn try_iter(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
 }
 
 struct HubState {
@@ -254,21 +295,19 @@ impl Hub {
         state.history.push_back(Arc::clone(&event));
         let mut delivered = self.readers.load(Ordering::Relaxed);
         let mut dropped = 0;
+        let limit = self.queue_limit;
         state.subscribers.retain(|subscriber| {
-            match subscriber.queue.try_send(Arc::clone(&event)) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                // Full: this subscriber is too far behind. Dropping its sender
-                // ends its queue; the connection thread sees that after draining
-                // what is queued and closes, and the client can resume by id.
-                Err(TrySendError::Full(_)) => {
-                    dropped += 1;
-                    false
-                }
-                Err(TrySendError::Disconnected(_)) => false,
+            // Full: this subscriber is too far behind. Dropping its sender
+            // ends its queue; the connection thread sees that after draining
+            // what is queued and closes, and the client can resume by id.
+            if subscriber.pending.load(Ordering::Relaxed) >= limit {
+                dropped += 1;
+                return false;
             }
+            subscriber.pending.fetch_add(1, Ordering::Relaxed);
+            let sent = subscriber.queue.send(Arc::clone(&event)).is_ok();
+            delivered += usize::from(sent);
+            sent
         });
         drop(state);
         // One wake-up call for every reader waiting for an event.
@@ -282,12 +321,21 @@ impl Hub {
     /// subscriber, so no event can fall between the replay and the live
     /// queue, and none can be in both.
     pub fn subscribe(self: &Arc<Hub>, last_event_id: Option<u64>) -> Subscription {
-        let (queue, events) = sync_channel(self.queue_limit);
+        let (queue, receiver) = channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let events = Queue {
+            receiver,
+            pending: Arc::clone(&pending),
+        };
         let mut state = self.state();
         let replay = self.replay_locked(&state, last_event_id);
         let key = state.next_key;
         state.next_key += 1;
-        state.subscribers.push(Subscriber { key, queue });
+        state.subscribers.push(Subscriber {
+            key,
+            queue,
+            pending,
+        });
         drop(state);
         Subscription {
             membership: Membership {

@@ -11,13 +11,12 @@
 //! whole.
 
 use std::fmt;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use super::{App, Counted};
 use crate::config::CONNECTION_STACK;
-use crate::hub::Event;
+use crate::hub::Queue;
 use crate::json::{self, Json, JsonError};
 use crate::sse::format::FieldError;
 use crate::time;
@@ -72,7 +71,7 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
 /// once and the data every subscriber shares.
 fn start_writer(
     id: u64,
-    events: Receiver<Arc<Event>>,
+    events: Queue,
     link: &Arc<Link>,
     slot: Counted,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -86,7 +85,7 @@ fn start_writer(
         })
 }
 
-fn write_broadcasts(events: &Receiver<Arc<Event>>, link: &Link) {
+fn write_broadcasts(events: &Queue, link: &Link) {
     for event in events.iter() {
         if link
             .send_shared(event.ws_head(), event.ws_payload())

@@ -72,11 +72,15 @@ impl Source for HubSource<'_> {
 }
 
 /// Serves `GET /events` on this connection until the client leaves.
-pub fn serve_events(socket: TcpStream, head: &RequestHead, app: &App, id: u64) {
+pub fn serve_events(socket: TcpStream, head: RequestHead, app: &App, id: u64) {
     let _counted = app.sse_streams.enter();
     let _reader = app.hub.reader();
     let started = Instant::now();
-    let asked = resume_point_asked(head);
+    // The request is not needed past this line: its memory goes now, not
+    // when the stream ends.
+    let asked = resume_point_asked(&head).map(str::to_string);
+    drop(head);
+    let asked = asked.as_deref();
     let (replay, resume) = replay(app, asked);
     app.log(format_args!(
         "client {id} opened an SSE stream{} (SSE clients: {})",
