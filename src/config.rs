@@ -443,17 +443,19 @@ fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
 
 /// The connection cap this machine can afford.
 ///
-/// Each connection costs file descriptors (one, or two for a WebSocket,
-/// whose socket is cloned for writing) and threads (two for a WebSocket
-/// chat: a reader and a writer), and each thread costs memory maps: about
-/// four measured here (the stack and its guard page, the signal stack and
-/// its guard page), five counted to be safe. A process that runs out of
-/// either does not fail gracefully: `accept` errors with EMFILE, or the
-/// kernel refuses to map a new thread's stack and the spawn fails (or, in
-/// some runtimes, the process aborts). So the server reads the limits with
-/// plain file reads and refuses politely (503) well before the kernel would
-/// refuse it. ("Max processes" counts a user's threads; root is exempt, but
-/// the number still makes a sensible ceiling.)
+/// What a connection costs is what the kernel counts: file descriptors and
+/// threads, and each thread's memory maps (about four measured here: the
+/// stack and its guard page, the signal stack and its guard page; five
+/// counted to be safe). An HTTP connection, an SSE stream and an echo
+/// WebSocket each take one descriptor and one thread; a chat WebSocket
+/// takes a second thread for its writer, and so counts twice against the
+/// cap (see `App::slots_in_use`). A process that runs out of either does
+/// not fail gracefully: `accept` errors with EMFILE, or the kernel refuses
+/// to map a new thread's stack and the spawn fails (or, in some runtimes,
+/// the process aborts). So the server reads the limits with plain file
+/// reads and refuses politely (503) well before the kernel would refuse it.
+/// ("Max processes" counts a user's threads; root is exempt, but the number
+/// still makes a sensible ceiling.)
 pub fn default_max_connections() -> usize {
     const FALLBACK: usize = 1024;
     let open_files = read_limit("/proc/self/limits", "Max open files");
@@ -462,18 +464,18 @@ pub fn default_max_connections() -> usize {
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok());
     const RESERVED_FILES: usize = 64; // stdio, the listener, public/ files, slack
-    const FILES_PER_CONNECTION: usize = 2; // a WebSocket's socket and its clone
-    const MAPS_PER_CONNECTION: usize = 2 * 5; // two threads in the worst case
+    const FILES_PER_SLOT: usize = 1; // the socket
+    const MAPS_PER_SLOT: usize = 5; // one thread
     const RESERVED_MAPS: usize = 1000; // the binary, libraries, the heap
     let mut cap = usize::MAX;
     if let Some(files) = open_files {
-        cap = cap.min(files.saturating_sub(RESERVED_FILES) / FILES_PER_CONNECTION);
+        cap = cap.min(files.saturating_sub(RESERVED_FILES) / FILES_PER_SLOT);
     }
     if let Some(maps) = map_count {
-        cap = cap.min(maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_CONNECTION);
+        cap = cap.min(maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_SLOT);
     }
     if let Some(threads) = processes {
-        cap = cap.min(threads / 2);
+        cap = cap.min(threads);
     }
     if cap == usize::MAX {
         FALLBACK

@@ -4,23 +4,27 @@
 //! A publisher (`POST /trigger-event`, the ticker, a WebSocket chat message)
 //! calls [`Hub::publish`]. The hub gives the event the next id, formats it
 //! once for each protocol (an SSE block and a WebSocket text frame), keeps it
-//! in a bounded history for clients that come back with `Last-Event-ID`, and
-//! puts one shared pointer to it in every subscriber's queue.
+//! in a bounded history for clients that come back with `Last-Event-ID`,
+//! and hands it on two ways: it puts one shared pointer to it in the queue
+//! of every subscriber that has one (a chat connection's writer), and it
+//! wakes every reader that takes events by id from the history itself
+//! (the SSE fan-out, and a stream that fell behind: see `app/fanout.rs`).
 //!
 //! Three rules keep one slow client from hurting the rest:
-//! - each subscriber's queue is bounded (`sync_channel`), and the hub only
-//!   ever uses `try_send`, so publishing never waits for anybody;
-//! - a subscriber whose queue is full is dropped from the hub: it has fallen
-//!   hopelessly behind, and an SSE client can reconnect with `Last-Event-ID`
-//!   and get what it missed from the history, so nothing is lost;
+//! - each subscriber's queue is bounded (`--queue` events), and the hub
+//!   never waits to put an event in one, so publishing waits for nobody;
+//! - a subscriber whose queue is full, or a reader that falls as far
+//!   behind, is let go: it has fallen hopelessly behind, and a client can
+//!   reconnect with `Last-Event-ID` and get what it missed from the
+//!   history, so nothing is lost;
 //! - the hub's lock is held only to touch the hub's own data: sockets are
-//!   written by the connection threads, after they have taken an event out
-//!   of their queue.
+//!   written by the connection threads and the fan-out, never under it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvError, Sender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::sse::format as sse;
 use crate::websocket::frame::{self, OpCode};
@@ -102,7 +106,7 @@ pub struct Subscription {
     /// Membership in the hub; dropping it leaves.
     pub membership: Membership,
     /// Live events, in id order, starting right after the replay.
-    pub events: Receiver<Arc<Event>>,
+    pub events: Queue,
     /// Missed events to send first, those the history still holds.
     pub replay: Vec<Arc<Event>>,
     pub resume: Resume,
@@ -128,11 +132,51 @@ impl Drop for Membership {
 
 struct Subscriber {
     key: u64,
-    queue: SyncSender<Arc<Event>>,
+    queue: Sender<Arc<Event>>,
+    /// Events in the queue not yet taken out (shared with the [`Queue`]).
+    pending: Arc<AtomicUsize>,
+}
+
+/// A subscriber's queue of events, bounded by the hub (`--queue`).
+///
+/// A channel whose memory grows with what is in it, and a count of what is
+/// in it: a bounded `sync_channel` would set aside room for the whole limit
+/// in every queue, 4 KiB for each of thousands of idle chat connections.
+pub struct Queue {
+    receiver: Receiver<Arc<Event>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// The next event, waiting for it; `Err` once the hub let go.
+    pub fn recv(&self) -> Result<Arc<Event>, RecvError> {
+        let event = self.receiver.recv()?;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// The next event if one is there.
+    pub fn try_recv(&self) -> Result<Arc<Event>, TryRecvError> {
+        let event = self.receiver.try_recv()?;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// Every event, waiting for each, until the hub lets go.
+    pub fn iter(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        std::iter::from_fn(|| self.recv().ok())
+    }
+
+    /// The events there now.
+    pub fn try_iter(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
 }
 
 struct HubState {
     last_id: u64,
+    /// The newest events, oldest first: the history for resume, and the
+    /// queue that readers (see [`Hub::wait_after`]) take events from.
     history: VecDeque<Arc<Event>>,
     subscribers: Vec<Subscriber>,
     next_key: u64,
@@ -140,9 +184,46 @@ struct HubState {
 
 pub struct Hub {
     state: Mutex<HubState>,
+    /// Told of every new event, for the readers waiting in [`Hub::wait_after`].
+    changed: Condvar,
+    /// Events a client may resume from (`--history`).
     history_limit: usize,
+    /// How far one subscriber or reader may fall behind (`--queue`).
     queue_limit: usize,
+    /// Events kept: enough for both of the above.
+    keep: usize,
+    /// Readers that take events by id from the history instead of a queue
+    /// of their own (the SSE streams), for the counts.
+    readers: Arc<AtomicUsize>,
     dropped: AtomicU64,
+}
+
+/// What the history holds after a given id.
+#[derive(Debug)]
+pub enum After {
+    /// The events after it, in order (none yet, if it is the newest).
+    Events(Vec<Arc<Event>>),
+    /// Some of them are no longer kept: the reader fell too far behind.
+    Missed,
+}
+
+/// A reader of the hub, counted among its subscribers while it lives.
+pub struct Reader(Arc<AtomicUsize>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a new subscriber starts: see [`Hub::replay_from`].
+#[derive(Debug)]
+pub struct Replay {
+    pub resume: Resume,
+    /// Missed events the history still holds, to send first.
+    pub events: Vec<Arc<Event>>,
+    /// The newest id at that moment (0 before any event).
+    pub newest_id: u64,
 }
 
 /// What a publish did.
@@ -157,15 +238,20 @@ impl Hub {
     /// `history_limit`: events kept for resume. `queue_limit`: events that
     /// may wait for one subscriber before it is dropped (at least 1).
     pub fn new(history_limit: usize, queue_limit: usize) -> Arc<Hub> {
+        let queue_limit = queue_limit.max(1);
+        let keep = history_limit.max(queue_limit);
         Arc::new(Hub {
             state: Mutex::new(HubState {
                 last_id: 0,
-                history: VecDeque::with_capacity(history_limit.min(4096)),
+                history: VecDeque::with_capacity(keep.min(4096)),
                 subscribers: Vec::new(),
                 next_key: 0,
             }),
+            changed: Condvar::new(),
             history_limit,
-            queue_limit: queue_limit.max(1),
+            queue_limit,
+            keep,
+            readers: Arc::new(AtomicUsize::new(0)),
             dropped: AtomicU64::new(0),
         })
     }
@@ -203,31 +289,29 @@ impl Hub {
             ws_head,
         });
         state.last_id = id;
-        if self.history_limit > 0 {
-            if state.history.len() == self.history_limit {
-                state.history.pop_front();
-            }
-            state.history.push_back(Arc::clone(&event));
+        if state.history.len() == self.keep {
+            state.history.pop_front();
         }
-        let mut delivered = 0;
+        state.history.push_back(Arc::clone(&event));
+        let mut delivered = self.readers.load(Ordering::Relaxed);
         let mut dropped = 0;
+        let limit = self.queue_limit;
         state.subscribers.retain(|subscriber| {
-            match subscriber.queue.try_send(Arc::clone(&event)) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                // Full: this subscriber is too far behind. Dropping its sender
-                // ends its queue; the connection thread sees that after draining
-                // what is queued and closes, and the client can resume by id.
-                Err(TrySendError::Full(_)) => {
-                    dropped += 1;
-                    false
-                }
-                Err(TrySendError::Disconnected(_)) => false,
+            // Full: this subscriber is too far behind. Dropping its sender
+            // ends its queue; the connection thread sees that after draining
+            // what is queued and closes, and the client can resume by id.
+            if subscriber.pending.load(Ordering::Relaxed) >= limit {
+                dropped += 1;
+                return false;
             }
+            subscriber.pending.fetch_add(1, Ordering::Relaxed);
+            let sent = subscriber.queue.send(Arc::clone(&event)).is_ok();
+            delivered += usize::from(sent);
+            sent
         });
         drop(state);
+        // One wake-up call for every reader waiting for an event.
+        self.changed.notify_all();
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
         Ok(Published { id, delivered })
     }
@@ -237,10 +321,49 @@ impl Hub {
     /// subscriber, so no event can fall between the replay and the live
     /// queue, and none can be in both.
     pub fn subscribe(self: &Arc<Hub>, last_event_id: Option<u64>) -> Subscription {
-        let (queue, events) = sync_channel(self.queue_limit);
+        let (queue, receiver) = channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let events = Queue {
+            receiver,
+            pending: Arc::clone(&pending),
+        };
         let mut state = self.state();
+        let replay = self.replay_locked(&state, last_event_id);
+        let key = state.next_key;
+        state.next_key += 1;
+        state.subscribers.push(Subscriber {
+            key,
+            queue,
+            pending,
+        });
+        drop(state);
+        Subscription {
+            membership: Membership {
+                hub: Arc::clone(self),
+                key,
+            },
+            events,
+            replay: replay.events,
+            resume: replay.resume,
+            newest_id: replay.newest_id,
+        }
+    }
+
+    /// Where a client that saw `last_event_id` last starts: the events it
+    /// missed that the history still holds, and whether that is all of
+    /// them. A reader takes the live events after `newest_id` itself.
+    pub fn replay_from(&self, last_event_id: Option<u64>) -> Replay {
+        let state = self.state();
+        self.replay_locked(&state, last_event_id)
+    }
+
+    fn replay_locked(&self, state: &HubState, last_event_id: Option<u64>) -> Replay {
         let newest = state.last_id;
         let mut replay = Vec::new();
+        // Only the newest `history_limit` events may be resumed from; the
+        // rest are kept as a queue for readers that fell a little behind.
+        let skip = state.history.len().saturating_sub(self.history_limit);
+        let history = || state.history.iter().skip(skip);
         let resume = match last_event_id {
             None => Resume::Fresh,
             Some(n) if n > newest => Resume::Reset(format!(
@@ -249,10 +372,10 @@ impl Hub {
             Some(n) => {
                 // Ids are consecutive, so the first missed event (n + 1) is
                 // at a known position in the history, if it is still there.
-                let oldest = state.history.front().map_or(newest + 1, |e| e.id);
+                let oldest = history().next().map_or(newest + 1, |e| e.id);
                 if n + 1 < oldest {
                     // Some events are gone for good; the rest are replayed.
-                    replay.extend(state.history.iter().cloned());
+                    replay.extend(history().cloned());
                     let (first, last) = (n + 1, oldest - 1);
                     let missed = if first == last {
                         format!("event {first} was missed")
@@ -264,25 +387,60 @@ impl Hub {
                     ))
                 } else {
                     let skip = (n + 1 - oldest) as usize;
-                    replay.extend(state.history.iter().skip(skip).cloned());
+                    replay.extend(history().skip(skip).cloned());
                     Resume::From(n)
                 }
             }
         };
-        let key = state.next_key;
-        state.next_key += 1;
-        state.subscribers.push(Subscriber { key, queue });
-        drop(state);
-        Subscription {
-            membership: Membership {
-                hub: Arc::clone(self),
-                key,
-            },
-            events,
-            replay,
+        Replay {
             resume,
+            events: replay,
             newest_id: newest,
         }
+    }
+
+    /// Counts a reader among the subscribers while the token lives.
+    pub fn reader(&self) -> Reader {
+        self.readers.fetch_add(1, Ordering::Relaxed);
+        Reader(Arc::clone(&self.readers))
+    }
+
+    /// The events after `id`, if they are still kept.
+    pub fn events_after(&self, id: u64) -> After {
+        Self::after_locked(&self.state(), id)
+    }
+
+    /// Waits until there is an event after `id` (or `timeout` passes), then
+    /// returns the events after it. The history is a reader's queue: it
+    /// holds its place by id, and one wake-up call tells every waiting
+    /// reader at once.
+    pub fn wait_after(&self, id: u64, timeout: Duration) -> After {
+        let state = self.state();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.last_id <= id)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Self::after_locked(&state, id)
+    }
+
+    fn after_locked(state: &HubState, id: u64) -> After {
+        let oldest = state.history.front().map_or(state.last_id + 1, |e| e.id);
+        if id + 1 < oldest {
+            return After::Missed;
+        }
+        let skip = (id + 1 - oldest) as usize;
+        After::Events(state.history.iter().skip(skip).cloned().collect())
+    }
+
+    /// How far one reader may fall behind the newest event before it is
+    /// dropped (`--queue`).
+    pub fn queue_limit(&self) -> usize {
+        self.queue_limit
+    }
+
+    /// Counts a reader dropped for falling behind (`/stats`).
+    pub fn note_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The id of the newest event (0 before the first one).
@@ -290,8 +448,10 @@ impl Hub {
         self.state().last_id
     }
 
+    /// Subscribers with a queue of their own (chat connections), and
+    /// readers (SSE streams).
     pub fn subscriber_count(&self) -> usize {
-        self.state().subscribers.len()
+        self.state().subscribers.len() + self.readers.load(Ordering::Relaxed)
     }
 
     /// Subscribers dropped so far because their queue was full.
@@ -299,8 +459,9 @@ impl Hub {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Events a client could resume from now.
     pub fn history_len(&self) -> usize {
-        self.state().history.len()
+        self.state().history.len().min(self.history_limit)
     }
 }
 

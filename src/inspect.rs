@@ -159,6 +159,7 @@ impl Drop for Listening {
 
 /// The inspector's [`Tap`] for one connection: the protocols report through
 /// it without knowing the inspector exists.
+#[derive(Clone)]
 pub struct ConnectionTap {
     inspector: Arc<Inspector>,
     connection: u64,

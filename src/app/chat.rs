@@ -11,13 +11,12 @@
 //! whole.
 
 use std::fmt;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use super::App;
+use super::{App, Counted};
 use crate::config::CONNECTION_STACK;
-use crate::hub::Event;
+use crate::hub::Queue;
 use crate::json::{self, Json, JsonError};
 use crate::sse::format::FieldError;
 use crate::time;
@@ -45,7 +44,16 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
     if let Err(e) = link.send(Message::Text(welcome.to_string())) {
         return Ended::WriteFailed(format!("could not send the welcome: {e}"));
     }
-    let writer = match start_writer(id, subscription.events, &link) {
+    // The writer is a second thread, so it takes a second slot of the cap.
+    if app.slots_in_use() >= app.config.max_connections {
+        session.close(
+            CloseCode::TryAgainLater,
+            "the server is full; try again later",
+        );
+        return Ended::ServerClosed;
+    }
+    let slot = app.writer_threads.enter();
+    let writer = match start_writer(id, subscription.events, &link, slot) {
         Ok(writer) => writer,
         Err(e) => {
             session.close(CloseCode::GoingAway, "server busy");
@@ -63,17 +71,21 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
 /// once and the data every subscriber shares.
 fn start_writer(
     id: u64,
-    events: Receiver<Arc<Event>>,
+    events: Queue,
     link: &Arc<Link>,
+    slot: Counted,
 ) -> std::io::Result<JoinHandle<()>> {
     let link = Arc::clone(link);
     thread::Builder::new()
         .name(format!("conn-{id}-out"))
         .stack_size(CONNECTION_STACK / 2)
-        .spawn(move || write_broadcasts(&events, &link))
+        .spawn(move || {
+            write_broadcasts(&events, &link);
+            drop(slot); // the thread is over: its slot is free
+        })
 }
 
-fn write_broadcasts(events: &Receiver<Arc<Event>>, link: &Link) {
+fn write_broadcasts(events: &Queue, link: &Link) {
     for event in events.iter() {
         if link
             .send_shared(event.ws_head(), event.ws_payload())

@@ -1,22 +1,25 @@
 //! `GET /events`: one Server-Sent Events stream, fed by the hub.
 //!
 //! The connection's life: read where the client wants to resume from
-//! ([`resume_point_asked`]), join the hub, write the opening (head,
-//! `retry:`, welcome, initial data, a `reset` if the resume cannot be
-//! complete), replay what was missed, then hand the stream to the shared
-//! write loop (`sse::stream::run`) until it ends.
+//! ([`resume_point_asked`]), look up what it missed, write the opening
+//! (head, `retry:`, welcome, initial data, a `reset` if the resume cannot
+//! be complete) and the replay, then hand the stream to the fan-out
+//! (`fanout.rs`), which writes the live events; this thread waits for the
+//! client to leave, and writes the stream itself only if it falls behind.
 
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::fanout::{Joined, Mode, Stream, DIRECT_WRITE_TIMEOUT};
 use super::App;
 use crate::http::{write_all_within, RequestHead};
-use crate::hub::{Event, Resume, Subscription};
+use crate::hub::{After, Event, Hub, Replay, Resume};
 use crate::inspect::{ConnectionTap, Kind};
 use crate::json;
-use crate::sse::format::{format_event, format_retry, STREAM_HEAD};
-use crate::sse::stream::{self, End, Feed, Timing};
+use crate::sse::format::{format_comment, format_event, format_retry, STREAM_HEAD};
+use crate::sse::stream::{self, End, Feed, Next, Source, Timing};
 use crate::tap::{Direction, Tap};
 use crate::time;
 
@@ -46,12 +49,39 @@ impl Feed for EventFeed {
     }
 }
 
+/// A stream that fell behind reads the hub's history by id: its place is
+/// a number, and more than `--queue` events behind, it is let go.
+struct HubSource<'a> {
+    hub: &'a Hub,
+    cursor: u64,
+}
+
+impl Source for HubSource<'_> {
+    type Item = Arc<Event>;
+
+    fn next(&mut self, wait: Duration) -> Next<Arc<Event>> {
+        match self.hub.wait_after(self.cursor, wait) {
+            After::Events(events) if events.is_empty() => Next::Idle,
+            After::Events(events) if events.len() <= self.hub.queue_limit() => {
+                self.cursor = events.last().map_or(self.cursor, |e| e.id);
+                Next::Items(events)
+            }
+            After::Events(_) | After::Missed => Next::Closed,
+        }
+    }
+}
+
 /// Serves `GET /events` on this connection until the client leaves.
-pub fn serve_events(mut stream: TcpStream, head: &RequestHead, app: &App, id: u64) {
+pub fn serve_events(socket: TcpStream, head: RequestHead, app: &App, id: u64) {
     let _counted = app.sse_streams.enter();
+    let _reader = app.hub.reader();
     let started = Instant::now();
-    let asked = resume_point_asked(head);
-    let (subscription, resume) = subscribe(app, asked);
+    // The request is not needed past this line: its memory goes now, not
+    // when the stream ends.
+    let asked = resume_point_asked(&head).map(str::to_string);
+    drop(head);
+    let asked = asked.as_deref();
+    let (replay, resume) = replay(app, asked);
     app.log(format_args!(
         "client {id} opened an SSE stream{} (SSE clients: {})",
         match asked {
@@ -64,25 +94,135 @@ pub fn serve_events(mut stream: TcpStream, head: &RequestHead, app: &App, id: u6
     let mut feed = EventFeed {
         tap: app.inspector.tap(id, Kind::Sse),
     };
-    let opening = opening(app, id, &subscription, &resume, feed.tap.as_ref());
+    let opening = opening(app, id, &replay, &resume, feed.tap.as_ref());
     let timeout = app.config.write_timeout;
-    let replay = subscription.replay.iter().cloned();
-    let written = write_all_within(&stream, &opening, timeout)
-        .and_then(|()| stream::write_batched(&stream, &mut feed, replay, timeout));
+    let replayed = replay.events.iter().cloned();
+    let written = write_all_within(&socket, &opening, timeout)
+        .and_then(|()| stream::write_batched(&socket, &mut feed, replayed, timeout));
     let end = match written {
         Err(e) => End::WriteFailed(e),
         Ok(()) => {
-            let timing = Timing {
-                keepalive: app.config.keepalive,
-                write_timeout: timeout,
-                ends_at: stream::jittered(app.config.max_stream).map(|age| started + age),
-            };
-            let end = stream::run(&mut stream, &subscription.events, &mut feed, &timing);
-            let _ = stream.shutdown(Shutdown::Both);
-            end
+            let cursor = replay.events.last().map_or(replay.newest_id, |e| e.id);
+            let ends_at = stream::jittered(app.config.max_stream).map(|age| started + age);
+            live(socket, app, feed, cursor, ends_at)
         }
     };
     log_end(app, id, started, &end);
+}
+
+/// The live part: the fan-out writes, this thread waits; if the stream
+/// falls behind, this thread writes.
+fn live(
+    socket: TcpStream,
+    app: &App,
+    mut feed: EventFeed,
+    cursor: u64,
+    ends_at: Option<Instant>,
+) -> End {
+    let _ = socket.set_write_timeout(Some(DIRECT_WRITE_TIMEOUT));
+    let stream = Stream::new(socket, feed.tap.clone(), cursor);
+    let direct = match app.fanout.join(&stream, &app.hub) {
+        Joined::Direct => wait_for_the_end(&stream, app, ends_at),
+        Joined::Behind => None,
+    };
+    let end = match direct {
+        Some(end) => end,
+        None => {
+            let end = write_behind(&stream, app, &mut feed, ends_at);
+            // A stream that fell behind and then could not keep up (its
+            // writes timed out, or it fell --queue events behind) was too
+            // slow: counted as such in /stats.
+            if matches!(end, End::WriteFailed(_) | End::QueueClosed) {
+                app.hub.note_dropped();
+            }
+            end
+        }
+    };
+    stream.take_over(true);
+    app.fanout.leave(&stream);
+    let _ = stream.socket.shutdown(Shutdown::Both);
+    end
+}
+
+/// While the fan-out writes the stream: block reading the socket. A
+/// client sends nothing on an event stream, so the read returns when it
+/// has gone, when the keep-alive or the maximum age is due, or when the
+/// fan-out hands the stream back (by shutting the reading side). `None`:
+/// the stream fell behind and this thread must write it now.
+fn wait_for_the_end(stream: &Stream, app: &App, ends_at: Option<Instant>) -> Option<End> {
+    let keepalive = app.config.keepalive;
+    let comment = format_comment("keep-alive");
+    let mut scratch = [0u8; 64];
+    loop {
+        if stream.mode().0 != Mode::Direct {
+            return None;
+        }
+        let now = Instant::now();
+        if ends_at.is_some_and(|at| at <= now) {
+            return Some(End::MaxAge);
+        }
+        let keepalive_due = stream.last_write() + keepalive;
+        if keepalive_due <= now {
+            if !stream.keep_alive(&comment) {
+                return None;
+            }
+            continue;
+        }
+        let mut wait = keepalive_due - now;
+        if let Some(at) = ends_at {
+            wait = wait.min(at - now);
+        }
+        let _ = stream
+            .socket
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match (&stream.socket).read(&mut scratch) {
+            Ok(0) => return stream_or_client_ended(stream),
+            Ok(_) => {} // unexpected bytes: ignore them
+            Err(e) if is_wait_over(&e) => {}
+            Err(_) => return stream_or_client_ended(stream),
+        }
+    }
+}
+
+/// The read side ended: the fan-out handed the stream back, or the
+/// client has gone.
+fn stream_or_client_ended(stream: &Stream) -> Option<End> {
+    match stream.mode().0 {
+        Mode::Direct => Some(End::ClientGone),
+        Mode::Behind { .. } | Mode::Ended => None,
+    }
+}
+
+fn is_wait_over(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// The stream fell behind: this thread finishes what did not fit, then
+/// writes from the history with the ordinary write deadline, through the
+/// same loop as `/inspect`.
+fn write_behind(stream: &Stream, app: &App, feed: &mut EventFeed, ends_at: Option<Instant>) -> End {
+    let (rest, cursor) = stream.take_over(false);
+    let timeout = app.config.write_timeout;
+    let _ = stream.socket.set_write_timeout(Some(timeout));
+    if let Err(e) = write_all_within(&stream.socket, &rest, timeout) {
+        return End::WriteFailed(e);
+    }
+    let mut source = HubSource {
+        hub: &app.hub,
+        cursor,
+    };
+    let timing = Timing {
+        keepalive: app.config.keepalive,
+        write_timeout: timeout,
+        ends_at,
+        // Its reading side was shut to wake this thread: a write that
+        // fails is how a gone client shows now.
+        check_client: false,
+    };
+    stream::run(&stream.socket, &mut source, feed, &timing)
 }
 
 /// The id the client saw last, if it says: browsers send `Last-Event-ID`
@@ -94,18 +234,19 @@ fn resume_point_asked(head: &RequestHead) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Joins the hub, from the asked resume point if it is one of our ids.
-fn subscribe(app: &App, asked: Option<&str>) -> (Subscription, Resume) {
+/// What the client missed, from the asked resume point if it is one of
+/// our ids.
+fn replay(app: &App, asked: Option<&str>) -> (Replay, Resume) {
     let parsed = asked.map(|text| text.parse::<u64>().map_err(|_| text));
     let last_id = parsed.and_then(|r| r.ok());
-    let subscription = app.hub.subscribe(last_id);
+    let replay = app.hub.replay_from(last_id);
     let resume = match parsed {
         Some(Err(text)) => Resume::Reset(format!(
             "Last-Event-ID {text:?} is not an id this server gave out"
         )),
-        _ => subscription.resume.clone(),
+        _ => replay.resume.clone(),
     };
-    (subscription, resume)
+    (replay, resume)
 }
 
 /// The opening of the stream: head, retry, welcome, initial data, and a
@@ -118,13 +259,13 @@ fn subscribe(app: &App, asked: Option<&str>) -> (Subscription, Resume) {
 fn opening(
     app: &App,
     id: u64,
-    subscription: &Subscription,
+    replay: &Replay,
     resume: &Resume,
     tap: Option<&ConnectionTap>,
 ) -> Vec<u8> {
-    let resume_point = match subscription.replay.first() {
+    let resume_point = match replay.events.first() {
         Some(first) => first.id - 1,
-        None => subscription.newest_id,
+        None => replay.newest_id,
     };
     let welcome = json::object([
         ("type", "welcome".into()),
@@ -143,7 +284,7 @@ fn opening(
         let reset = json::object([
             ("type", "reset".into()),
             ("message", why.clone().into()),
-            ("newestId", subscription.newest_id.into()),
+            ("newestId", replay.newest_id.into()),
         ]);
         blocks.push(format_event(None, None, &reset.to_string()));
     }

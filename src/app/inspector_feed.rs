@@ -34,8 +34,8 @@ impl Feed for RecordFeed {
 }
 
 /// Serves `GET /inspect` until the client leaves.
-pub fn serve_inspector(mut stream: TcpStream, app: &App, id: u64) {
-    let listening = app.inspector.listen();
+pub fn serve_inspector(stream: TcpStream, app: &App, id: u64) {
+    let mut listening = app.inspector.listen();
     app.log(format_args!("client {id} is watching the frame inspector"));
     // A comment opens the stream: the head alone may sit in a proxy's buffer.
     let mut opening = STREAM_HEAD.to_vec();
@@ -44,6 +44,7 @@ pub fn serve_inspector(mut stream: TcpStream, app: &App, id: u64) {
         keepalive: app.config.keepalive,
         write_timeout: app.config.write_timeout,
         ends_at: None,
+        check_client: true,
     };
     if write_all_within(&stream, &opening, timing.write_timeout).is_ok() {
         let mut feed = RecordFeed {
@@ -51,7 +52,7 @@ pub fn serve_inspector(mut stream: TcpStream, app: &App, id: u64) {
             reported_drops: 0,
         };
         // The inspector's own stream is not inspected: nothing is recorded.
-        stream::run(&mut stream, &listening.records, &mut feed, &timing);
+        stream::run(&stream, &mut listening.records, &mut feed, &timing);
     }
     let _ = stream.shutdown(Shutdown::Both);
 }

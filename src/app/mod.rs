@@ -6,6 +6,7 @@
 //! | file | endpoint |
 //! | --- | --- |
 //! | [`events`] | `GET /events`, one SSE stream fed by the hub |
+//! | [`fanout`] | one thread writing each event to every SSE stream |
 //! | [`trigger`] | `POST /trigger-event`, a posted event broadcast to all |
 //! | [`upgrade`] | the WebSocket handshake, then [`chat`] or [`echo`] |
 //! | [`chat`] | the chat on `/` and `/ws`: one hub for both protocols |
@@ -21,6 +22,7 @@
 pub mod chat;
 pub mod echo;
 pub mod events;
+pub mod fanout;
 pub mod inspector_feed;
 pub mod policy;
 pub mod stats;
@@ -40,12 +42,15 @@ use crate::config::Config;
 use crate::http::{BodyLimits, HeadLimits};
 use crate::hub::Hub;
 use crate::inspect::Inspector;
+use fanout::Fanout;
 
 /// State every connection thread shares.
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
     pub inspector: Arc<Inspector>,
+    /// The SSE streams the fan-out thread writes to.
+    pub fanout: Fanout,
     /// Bytes of partly received messages and bodies, all connections
     /// together (`--max-buffered-bytes`).
     pub budget: Budget,
@@ -56,6 +61,8 @@ pub struct App {
     pub open_connections: Counter,
     pub sse_streams: Counter,
     pub ws_connections: Counter,
+    /// Chat connections' writer threads: each takes a slot of the cap too.
+    pub writer_threads: Counter,
     next_connection_id: AtomicU64,
 }
 
@@ -71,15 +78,24 @@ impl App {
         Ok(App {
             hub: Hub::new(config.history, config.queue),
             inspector: Arc::new(Inspector::new(config.inspect)),
+            fanout: Fanout::default(),
             budget: Budget::new(config.max_buffered_bytes),
             public_root,
             started: Instant::now(),
             open_connections: Counter::default(),
             sse_streams: Counter::default(),
             ws_connections: Counter::default(),
+            writer_threads: Counter::default(),
             next_connection_id: AtomicU64::new(1),
             config,
         })
+    }
+
+    /// What counts against `--max-connections`: a thread each, which is
+    /// what the machine runs out of (see `config::default_max_connections`).
+    /// Most connections have one; a chat connection has two.
+    pub fn slots_in_use(&self) -> usize {
+        self.open_connections.get() + self.writer_threads.get()
     }
 
     /// A new connection's id: 1, 2, 3, … (the log and the welcome use it).

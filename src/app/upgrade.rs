@@ -71,7 +71,7 @@ fn open_session(
     id: u64,
     endpoint: Endpoint,
 ) -> std::io::Result<Session> {
-    let write_half = stream.try_clone()?;
+    let stream = Arc::new(stream);
     // A chat message is small JSON, broadcast to everyone: its limit is far
     // below the echo's, and it is checked from the frame headers, before
     // the message is buffered, let alone parsed.
@@ -87,7 +87,7 @@ fn open_session(
         Endpoint::Echo => None,
     };
     let tap = tap.map(|t| Box::new(t) as Box<dyn Tap>);
-    let link = Link::new(protocol, write_half, app.config.write_timeout, tap);
+    let link = Link::new(protocol, Arc::clone(&stream), app.config.write_timeout, tap);
     let timeouts = Timeouts {
         ping_interval: app.config.ping_interval,
         pong_timeout: app.config.pong_timeout,

@@ -150,7 +150,7 @@ impl WsClient {
         }
         stream.set_read_timeout(None)?;
         let protocol = Protocol::new(Role::Client, MAX_MESSAGE);
-        let link = Link::new(protocol, stream.try_clone()?, WRITE_TIMEOUT, None);
+        let link = Link::new(protocol, Arc::new(stream.try_clone()?), WRITE_TIMEOUT, None);
         // Frames the server sent right behind its 101 are the core's first input.
         link.receive(&leftover);
         Ok(WsClient {

@@ -258,6 +258,14 @@ impl Connection {
         }
     }
 
+    /// Hands over the socket, for a stream that takes the connection over
+    /// and never reads another request. The read buffer is freed now, not
+    /// when the stream ends: thousands of open streams would otherwise keep
+    /// 8 KiB each for nothing.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Hands over the socket and any bytes already read past the request
     /// head, for a protocol that takes the connection over (WebSocket).
     pub fn into_parts(self) -> (TcpStream, Vec<u8>) {

@@ -82,7 +82,7 @@ fn serve_requests(mut conn: Connection, id: u64, app: &Arc<App>, waiting: &Waiti
             return Served::Http;
         }
         idle = app.config.idle_timeout;
-        conn = match answer(conn, &head, body_length, id, app) {
+        conn = match answer(conn, head, body_length, id, app) {
             Ok(conn) => conn,
             Err(served) => return served,
         };
@@ -118,11 +118,12 @@ fn read_request(
 /// request; `Err` says what it became (a stream took it over, or it ended).
 fn answer(
     mut conn: Connection,
-    head: &RequestHead,
+    request: RequestHead,
     body_length: usize,
     id: u64,
     app: &Arc<App>,
 ) -> Result<Connection, Served> {
+    let head = &request;
     let route = route(head);
     if let Err(refused) = check_origin_for(route, head, app) {
         refuse_by_policy(&mut conn, &refused, route == Route::Trigger, id, app);
@@ -143,7 +144,7 @@ fn answer(
     let response = match route {
         Route::Plain(plain) => respond(plain, head, app),
         Route::Events => {
-            serve_events(conn.stream, head, app, id);
+            serve_events(conn.into_stream(), request, app, id);
             return Err(Served::Sse);
         }
         Route::WebSocket(endpoint) => {
@@ -152,7 +153,7 @@ fn answer(
         }
         Route::Inspect if !app.inspector.enabled() => inspector_off(),
         Route::Inspect => {
-            serve_inspector(conn.stream, app, id);
+            serve_inspector(conn.into_stream(), app, id);
             return Err(Served::Inspect);
         }
         Route::Trigger => match trigger_event(&mut conn, head, body_length, app) {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::app::fanout::start_fanout;
 use crate::app::ticker::start_ticker;
 use crate::app::{App, Counted};
 use crate::config::{Config, CONNECTION_STACK};
@@ -85,6 +86,7 @@ impl Server {
     pub fn run(self) {
         let (app, waiting) = (self.app, self.waiting);
         start_ticker(&app);
+        start_fanout(&app);
         let doorman = start_doorman(Arc::clone(&app));
         for incoming in self.listener.incoming() {
             let stream = match incoming {
@@ -98,9 +100,7 @@ impl Server {
                 }
             };
             let id = app.next_connection_id();
-            if app.open_connections.get() >= app.config.max_connections
-                && !make_room(&app, &waiting)
-            {
+            if app.slots_in_use() >= app.config.max_connections && !make_room(&app, &waiting) {
                 let _ = doorman.send((stream, Refusal::AtLimit));
                 continue;
             }

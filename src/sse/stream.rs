@@ -15,6 +15,38 @@ use super::format::format_comment;
 use crate::http::write_all_within;
 use crate::random;
 
+/// Where a stream's items come from: a queue of its own (the inspector's
+/// records), or the hub's history read by id (a stream that fell behind).
+pub trait Source {
+    type Item;
+
+    /// The items that are ready, waiting at most `wait` for the first.
+    fn next(&mut self, wait: Duration) -> Next<Self::Item>;
+}
+
+/// What a [`Source`] had.
+pub enum Next<T> {
+    /// Items, in order.
+    Items(Vec<T>),
+    /// Nothing within the wait.
+    Idle,
+    /// Nothing more will come: the source let go of this stream.
+    Closed,
+}
+
+/// A queue of its own: what is in it is taken all at once.
+impl<T> Source for Receiver<T> {
+    type Item = T;
+
+    fn next(&mut self, wait: Duration) -> Next<T> {
+        match self.recv_timeout(wait) {
+            Ok(first) => Next::Items(std::iter::once(first).chain(self.try_iter()).collect()),
+            Err(RecvTimeoutError::Timeout) => Next::Idle,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+}
+
 /// What a stream carries: how one item from its queue goes on the wire.
 pub trait Feed {
     type Item;
@@ -37,6 +69,9 @@ pub struct Timing {
     pub write_timeout: Duration,
     /// When the stream ends by itself (`--max-stream-secs`), if ever.
     pub ends_at: Option<Instant>,
+    /// Whether to read the socket now and then to notice a client that has
+    /// gone (not when its reading side is shut down already).
+    pub check_client: bool,
 }
 
 /// Why a stream ended.
@@ -46,8 +81,7 @@ pub enum End {
     ClientGone,
     /// A write failed or timed out: the client stopped reading.
     WriteFailed(io::Error),
-    /// The queue's sending side let go (the hub drops a subscriber that
-    /// fell too far behind).
+    /// The source let go (a stream that fell too far behind the hub).
     QueueClosed,
     /// The stream reached its maximum age.
     MaxAge,
@@ -62,9 +96,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// Runs the stream until it ends, and says why. The response head and the
 /// opening events have been written already.
-pub fn run<F: Feed>(
-    stream: &mut TcpStream,
-    queue: &Receiver<F::Item>,
+pub fn run<S: Source, F: Feed<Item = S::Item>>(
+    stream: &TcpStream,
+    source: &mut S,
     feed: &mut F,
     timing: &Timing,
 ) -> End {
@@ -73,9 +107,10 @@ pub fn run<F: Feed>(
     let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
     loop {
         let now = Instant::now();
-        let mut wait = (last_write + timing.keepalive)
-            .saturating_duration_since(now)
-            .min(CLIENT_CHECK);
+        let mut wait = (last_write + timing.keepalive).saturating_duration_since(now);
+        if timing.check_client {
+            wait = wait.min(CLIENT_CHECK);
+        }
         if let Some(ends_at) = timing.ends_at {
             let left = ends_at.saturating_duration_since(now);
             if left.is_zero() {
@@ -83,17 +118,17 @@ pub fn run<F: Feed>(
             }
             wait = wait.min(left);
         }
-        match queue.recv_timeout(wait) {
-            Ok(first) => {
-                // Take whatever else is already queued, and send it all at once.
-                let queued = std::iter::once(first).chain(queue.try_iter());
-                if let Err(e) = write_batched(stream, feed, queued, timing.write_timeout) {
+        match source.next(wait) {
+            Next::Items(items) => {
+                // Whatever else was queued goes too, all at once.
+                let items = items.into_iter();
+                if let Err(e) = write_batched(stream, feed, items, timing.write_timeout) {
                     return End::WriteFailed(e);
                 }
                 last_write = Instant::now();
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if client_gone(stream) {
+            Next::Idle => {
+                if timing.check_client && client_gone(stream) {
                     return End::ClientGone;
                 }
                 if last_write.elapsed() >= timing.keepalive {
@@ -103,7 +138,7 @@ pub fn run<F: Feed>(
                     last_write = Instant::now();
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return End::QueueClosed,
+            Next::Closed => return End::QueueClosed,
         }
     }
 }
@@ -141,9 +176,9 @@ fn keep_alive<F: Feed>(stream: &TcpStream, feed: &mut F, timeout: Duration) -> i
 /// A stream's client never sends anything after its request, so a read that
 /// returns end-of-file means it has hung up. The read timeout is a
 /// millisecond: if nothing is there, the client is simply still listening.
-fn client_gone(stream: &mut TcpStream) -> bool {
+fn client_gone(stream: &TcpStream) -> bool {
     let mut scratch = [0u8; 512];
-    match stream.read(&mut scratch) {
+    match (&*stream).read(&mut scratch) {
         Ok(0) => true,
         Ok(_) => false, // unexpected bytes: ignore them
         Err(e) => !matches!(

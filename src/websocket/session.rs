@@ -33,7 +33,7 @@ pub struct Link {
 
 struct LinkState {
     protocol: Protocol,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     /// The most one frame may take to write (`--write-timeout-secs`).
     write_timeout: Duration,
     /// Set when a write failed: the error, for the log.
@@ -70,10 +70,11 @@ impl From<SendError> for LinkError {
 }
 
 impl Link {
-    /// `stream`: the connection's write half (a `try_clone` of the socket).
+    /// `stream`: the connection's socket, shared with the thread that reads
+    /// it (one file descriptor, where a `try_clone` would take two).
     pub fn new(
         protocol: Protocol,
-        stream: TcpStream,
+        stream: Arc<TcpStream>,
         write_timeout: Duration,
         tap: Option<Box<dyn Tap>>,
     ) -> Arc<Link> {
@@ -296,32 +297,44 @@ pub struct Timeouts {
     pub message_timeout: Duration,
 }
 
-/// How much is read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much is read from the socket at a time: a little at first, more
+/// each time a read fills the buffer, up to the most. A thousand idle chat
+/// connections then hold a thousand small buffers, and a bulk transfer
+/// still reads in large pieces.
+const READ_FIRST: usize = 2 * 1024;
+const READ_MOST: usize = 64 * 1024;
 
 /// What the server sends to find out whether a quiet peer is still there.
 const PING_PAYLOAD: &[u8] = b"are you there?";
 
 /// The server's reading side of a WebSocket connection.
 pub struct Session {
-    stream: TcpStream,
-    buf: Box<[u8]>,
+    stream: Arc<TcpStream>,
+    buf: Vec<u8>,
     link: Arc<Link>,
     timeouts: Timeouts,
     /// When the message now arriving must be complete.
     message_deadline: Option<Instant>,
+    /// The read timeout the socket has now.
+    read_timeout: Option<Duration>,
 }
 
 impl Session {
     /// `leftover`: bytes that arrived together with the handshake request.
-    pub fn new(stream: TcpStream, leftover: &[u8], link: Arc<Link>, timeouts: Timeouts) -> Session {
+    pub fn new(
+        stream: Arc<TcpStream>,
+        leftover: &[u8],
+        link: Arc<Link>,
+        timeouts: Timeouts,
+    ) -> Session {
         link.receive(leftover);
         Session {
             stream,
-            buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            buf: vec![0u8; READ_FIRST],
             link,
             timeouts,
             message_deadline: None,
+            read_timeout: None,
         }
     }
 
@@ -381,11 +394,14 @@ impl Session {
             if let Some(deadline) = deadline {
                 wait = wait.min(deadline - now);
             }
-            let _ = self.stream.set_read_timeout(Some(wait));
-            match self.stream.read(&mut self.buf) {
+            self.wait_at_most(wait);
+            match (&*self.stream).read(&mut self.buf) {
                 Ok(0) => return Err(self.gone(Ended::TcpClosed)),
                 Ok(n) => {
                     self.link.receive(&self.buf[..n]);
+                    if n == self.buf.len() && n < READ_MOST {
+                        self.buf.resize(2 * n, 0);
+                    }
                     return Ok(());
                 }
                 Err(e) if is_timeout(&e) && deadline.is_some_and(|d| d <= Instant::now()) => {
@@ -407,6 +423,19 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.gone(Ended::ReadFailed(e))),
             }
+        }
+    }
+
+    /// Sets the socket's read timeout, in steps of a tenth of a second: a
+    /// system call per read would cost an echo a good part of its speed,
+    /// and a deadline met within 100 ms is met.
+    fn wait_at_most(&mut self, wait: Duration) {
+        const STEP: u128 = 100;
+        let steps = wait.as_millis().div_ceil(STEP).max(1);
+        let wait = Duration::from_millis((steps * STEP) as u64);
+        if self.read_timeout != Some(wait) {
+            let _ = self.stream.set_read_timeout(Some(wait));
+            self.read_timeout = Some(wait);
         }
     }
 
