@@ -308,6 +308,7 @@ impl MessageReader {
         if result.is_err() {
             self.message = None;
             self.frame = None;
+            self.header.clear();
         }
         result
     }
@@ -379,9 +380,10 @@ impl MessageReader {
                 };
                 message_offset = message.data.len();
                 self.check_size(message_offset, header.payload_len)?;
+                // Room for the start of this fragment, taken from the budget
+                // before it is allocated, as for every byte of a message.
                 let message = self.message.as_mut().expect("checked above");
-                message.data.reserve(initial_capacity(header.payload_len));
-                message.account()?;
+                message.make_room(initial_capacity(header.payload_len), None)?;
             }
             // Control frames: parse_header has checked their length and FIN.
             OpCode::Close | OpCode::Ping | OpCode::Pong => self.control.clear(),
@@ -423,8 +425,12 @@ impl MessageReader {
             &mut self.control
         } else {
             let message = self.message.as_mut().expect("data frames have a message");
-            let frame_end = current.message_offset as u64 + current.header.payload_len;
-            message.make_room(bytes.len(), frame_end as usize)?;
+            // A message in one frame grows no further than its header said;
+            // one in fragments doubles, so that many small ones are not
+            // copied over and over.
+            let end = current.message_offset as u64 + current.header.payload_len;
+            let first_frame = current.message_offset == 0 && current.header.fin;
+            message.make_room(bytes.len(), first_frame.then_some(end as usize))?;
             &mut message.data
         };
         let start = target.len();
@@ -502,13 +508,16 @@ impl Assembly {
     /// Makes room for `more` bytes, taking the memory out of the budget
     /// before allocating it. The buffer grows as a `Vec` would (doubling,
     /// so that a message arriving in small pieces is not copied over and
-    /// over), but never past the end of the current frame, which its header
-    /// announced: a one-frame message takes no more than its own size.
-    fn make_room(&mut self, more: usize, frame_end: usize) -> Result<(), MessageError> {
+    /// over), but never past `end` when the message's size is known (a
+    /// message in one frame, whose header announced it).
+    fn make_room(&mut self, more: usize, end: Option<usize>) -> Result<(), MessageError> {
         let needed = self.data.len() + more;
         if needed > self.data.capacity() {
             let doubled = 2 * self.data.capacity();
-            let target = needed.max(doubled).min(frame_end.max(needed));
+            let target = match end {
+                Some(end) => needed.max(doubled).min(end.max(needed)),
+                None => needed.max(doubled),
+            };
             let grow = target - self.data.capacity();
             if !self.reservation.grow(grow) {
                 return Err(MessageError::OverBudget);
