@@ -401,19 +401,36 @@ pub fn write_parts_within(
     parts: &[&[u8]],
     timeout: Duration,
 ) -> io::Result<()> {
+    // The pieces still to write, on the stack: this runs for every frame.
+    assert!(parts.len() <= MOST_PARTS, "at most {MOST_PARTS} pieces");
+    let mut rest: [&[u8]; MOST_PARTS] = [&[]; MOST_PARTS];
+    rest[..parts.len()].copy_from_slice(parts);
+    let mut first = 0;
     let deadline = Instant::now() + timeout;
     let mut shortened = false;
-    let mut rest: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     let mut result = Ok(());
-    while !rest.is_empty() {
-        let slices: Vec<IoSlice<'_>> = rest.iter().map(|p| IoSlice::new(p)).collect();
-        match (&*stream).write_vectored(&slices) {
+    loop {
+        while first < MOST_PARTS && rest[first].is_empty() {
+            first += 1;
+        }
+        if first == MOST_PARTS {
+            break;
+        }
+        // Only the pieces with bytes left: an empty one would make the
+        // kernel's work longer for nothing.
+        let mut slices = [IoSlice::new(&[]); MOST_PARTS];
+        let mut count = 0;
+        for part in rest[first..].iter().filter(|p| !p.is_empty()) {
+            slices[count] = IoSlice::new(part);
+            count += 1;
+        }
+        match (&*stream).write_vectored(&slices[..count]) {
             Ok(0) => result = Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => skip_written(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(n) => skip_written(&mut rest[first..], n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => result = Err(e),
         }
-        if result.is_err() || rest.is_empty() {
+        if result.is_err() || rest.iter().all(|p| p.is_empty()) {
             break;
         }
         // A partial write: what is left may only wait for what is left of
@@ -435,16 +452,17 @@ pub fn write_parts_within(
     result
 }
 
+/// The most pieces [`write_parts_within`] takes at once.
+pub const MOST_PARTS: usize = 4;
+
 /// Drops the first `written` bytes from the pieces still to write.
-fn skip_written(rest: &mut Vec<&[u8]>, mut written: usize) {
-    while written > 0 {
-        let first = rest[0];
-        if written >= first.len() {
-            written -= first.len();
-            rest.remove(0);
-        } else {
-            rest[0] = &first[written..];
-            written = 0;
+fn skip_written(rest: &mut [&[u8]], mut written: usize) {
+    for part in rest.iter_mut() {
+        let take = written.min(part.len());
+        *part = &part[take..];
+        written -= take;
+        if written == 0 {
+            break;
         }
     }
 }

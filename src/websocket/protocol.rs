@@ -265,6 +265,12 @@ impl Protocol {
         self.output.drain(..).collect()
     }
 
+    /// The oldest frame queued, if any: [`Protocol::data_to_send`] one at
+    /// a time, for a writer that writes each as it comes.
+    pub fn next_to_send(&mut self) -> Option<Outgoing> {
+        self.output.pop_front()
+    }
+
     /// Queues a whole message in one frame.
     pub fn send_message(&mut self, message: Message) -> Result<(), SendError> {
         let (opcode, payload) = match message {

@@ -195,7 +195,7 @@ impl Link {
     /// Writes every frame the core has queued, each whole and within the
     /// write deadline, reporting each to the tap in wire order.
     fn flush(&self, state: &mut LinkState) -> Result<(), LinkError> {
-        for frame in state.protocol.data_to_send() {
+        while let Some(frame) = state.protocol.next_to_send() {
             if state.broken.is_some() {
                 break;
             }
