@@ -11,9 +11,12 @@
 //! | `target` | the server under test: in this process, a child, or `--url`; an HTTP client |
 //! | `tcp` | the raw TCP baselines: ping-pong and echo, and the drivers that time them |
 //! | `echo` | `ws-echo` and `ws-bulk` |
+//! | `readers` | subscribers: a socket and a thread each, 10,000 at a time |
+//! | `fanout` | the raw, SSE and WebSocket fan-outs |
 //! | `overhead` | bytes on the wire per message, counted by relays |
 //!
-//! `--pin`: the server (and the baseline's server side, the TCP echo) runs as a child process under `taskset -c 0`, and
+//! `--pin`: the server (and every baseline's server side: the TCP echo and
+//! the fan-out writer) runs as a child process under `taskset -c 0`, and
 //! the bench pins itself, load and all, to core 1 with `taskset -a -p`
 //! before it starts any thread. Child processes rather than pinning the
 //! server's threads inside this process, because the server starts a
@@ -21,14 +24,18 @@
 //! their side without chasing each new thread.
 
 mod echo;
+mod fanout;
 mod options;
 mod overhead;
 mod procs;
+mod readers;
 mod report;
 mod target;
 mod tcp;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use realtime_by_hand::config::Config;
 use realtime_by_hand::json::Json;
@@ -48,6 +55,8 @@ pub struct Ctx {
     pub cores: usize,
     /// Whether `--pin` took effect.
     pub pinned: bool,
+    notes: Mutex<Vec<String>>,
+    costs: Mutex<BTreeMap<(String, usize), Vec<fanout::RunCost>>>,
 }
 
 impl Ctx {
@@ -59,6 +68,20 @@ impl Ctx {
     /// The core for helper processes: 0 with --pin.
     pub fn helper_core(&self) -> Option<usize> {
         self.pinned.then_some(0)
+    }
+
+    pub fn note(&self, text: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text);
+    }
+
+    /// What one fan-out run cost besides the figures: packets the network
+    /// stack dropped and resent, and the load's CPU time per arrival.
+    pub fn run_cost(&self, name: &str, n: usize, cost: fanout::RunCost) {
+        let mut costs = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+        costs.entry((name.to_string(), n)).or_default().push(cost);
     }
 }
 
@@ -89,6 +112,8 @@ fn main() -> ExitCode {
         cores,
         pinned,
         opts,
+        notes: Mutex::default(),
+        costs: Mutex::default(),
     };
     run(&ctx, &mut results);
     finish_notes(&ctx, &mut results);
@@ -146,6 +171,7 @@ fn server_for(
 
 fn run(ctx: &Ctx, results: &mut Results) {
     let s = ctx.opts.scenario;
+    let fanouts = s.includes(Scenario::SseFanout) || s.includes(Scenario::WsFanout);
     if s.includes(Scenario::Baseline)
         || s.includes(Scenario::WsEcho)
         || s.includes(Scenario::WsBulk)
@@ -162,6 +188,13 @@ fn run(ctx: &Ctx, results: &mut Results) {
                 }
             }
             Err(e) => results.note(format!("the TCP echo could not start: {e}")),
+        }
+    }
+    if s.includes(Scenario::Baseline) || fanouts {
+        for &n in &ctx.sizes.fanout {
+            repeat(ctx, results, &format!("baseline fan-out {n}"), |r| {
+                fanout::tcp(ctx, n, r)
+            });
         }
     }
     if s.includes(Scenario::WsEcho) {
@@ -183,6 +216,20 @@ fn run(ctx: &Ctx, results: &mut Results) {
 
 fn run_server_parts(ctx: &Ctx, results: &mut Results) {
     let s = ctx.opts.scenario;
+    if s.includes(Scenario::SseFanout) {
+        for &n in &ctx.sizes.fanout {
+            repeat(ctx, results, &format!("sse-fanout {n}"), |r| {
+                fanout::sse(ctx, n, r)
+            });
+        }
+    }
+    if s.includes(Scenario::WsFanout) {
+        for &n in &ctx.sizes.fanout {
+            repeat(ctx, results, &format!("ws-fanout {n}"), |r| {
+                fanout::ws(ctx, n, r)
+            });
+        }
+    }
     if s.includes(Scenario::Overhead) {
         let setup = Setup {
             max_body: Some(overhead::MAX_BODY),
@@ -205,19 +252,31 @@ fn finish_notes(ctx: &Ctx, results: &mut Results) {
     let reps = ctx.opts.reps;
     results.note(format!(
         "{reps} rep{} of each figure; ratio = median / the baseline's median (for bytes: per byte of message); \
-         verdicts judge the median",
+         verdicts judge the median, or the worst rep for counts (lost, held)",
         if reps == 1 { "" } else { "s" }
     ));
     echo_notes(ctx, results);
+    if s.includes(Scenario::Baseline)
+        || s.includes(Scenario::SseFanout)
+        || s.includes(Scenario::WsFanout)
+    {
+        fanout::notes(ctx, results);
+    }
     if s.includes(Scenario::Overhead) {
         overhead::notes(ctx, results);
     }
     if ctx.pinned {
-        results.note(
-            "--pin: server sides (server, TCP echo) on core 0, the bench and its load on core 1",
-        );
+        results.note("--pin: server sides (server, TCP echo, fan-out writer) on core 0, the bench and its load on core 1");
     }
     for note in problems {
+        results.note(note);
+    }
+    for note in ctx
+        .notes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
         results.note(note);
     }
 }

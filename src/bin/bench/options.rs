@@ -2,6 +2,7 @@
 //! scenario runs at (full, or `--quick`).
 
 use std::fmt;
+use std::time::Duration;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,15 +10,19 @@ pub enum Scenario {
     Baseline,
     WsEcho,
     WsBulk,
+    SseFanout,
+    WsFanout,
     Overhead,
     All,
 }
 
 impl Scenario {
-    const NAMES: [(&'static str, Scenario); 5] = [
+    const NAMES: [(&'static str, Scenario); 7] = [
         ("baseline", Scenario::Baseline),
         ("ws-echo", Scenario::WsEcho),
         ("ws-bulk", Scenario::WsBulk),
+        ("sse-fanout", Scenario::SseFanout),
+        ("ws-fanout", Scenario::WsFanout),
         ("overhead", Scenario::Overhead),
         ("all", Scenario::All),
     ];
@@ -47,6 +52,9 @@ pub struct Options {
     pub child: bool,
     /// A server that is already running (`http://127.0.0.1:PORT`).
     pub url: Option<String>,
+    pub subscribers: Option<Vec<usize>>,
+    pub events: Option<usize>,
+    pub gap: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -65,7 +73,7 @@ impl fmt::Display for OptionsError {
 }
 
 pub const USAGE: &str = "usage: bench SCENARIO [--reps N] [--json] [--quick] [--pin] [--child] \
-[--url http://127.0.0.1:PORT]
+[--url http://127.0.0.1:PORT] [--subscribers N,N,..] [--events N] [--gap-ms MS]
        (bench --help lists them all)";
 
 /// Parses the arguments after the program name.
@@ -78,6 +86,9 @@ pub fn parse(args: &[String]) -> Result<Options, OptionsError> {
         pin: false,
         child: false,
         url: None,
+        subscribers: None,
+        events: None,
+        gap: None,
     };
     let mut scenario = None;
     let mut rest = args.iter();
@@ -99,6 +110,11 @@ pub fn parse(args: &[String]) -> Result<Options, OptionsError> {
             "--pin" => options.pin = true,
             "--child" => options.child = true,
             "--reps" => options.reps = positive(flag, &value()?)?,
+            "--events" => options.events = Some(positive(flag, &value()?)?.min(60)),
+            "--gap-ms" => {
+                options.gap = Some(Duration::from_millis(positive(flag, &value()?)? as u64))
+            }
+            "--subscribers" => options.subscribers = Some(list(flag, &value()?)?),
             "--url" => options.url = Some(value()?),
             _ if flag.starts_with('-') => {
                 return Err(OptionsError::Bad(format!("unknown option '{flag}'")))
@@ -126,6 +142,10 @@ fn positive(flag: &str, value: &str) -> Result<usize, OptionsError> {
     }
 }
 
+fn list(flag: &str, value: &str) -> Result<Vec<usize>, OptionsError> {
+    value.split(',').map(|v| positive(flag, v.trim())).collect()
+}
+
 /// How big each scenario runs.
 #[derive(Debug, Clone)]
 pub struct Sizes {
@@ -136,6 +156,11 @@ pub struct Sizes {
     pub rounds_many: usize,
     /// (message size, how many), the small and the large bulk echo.
     pub bulk: [(usize, usize); 2],
+    pub fanout: Vec<usize>,
+    pub events: usize,
+    pub gap: Duration,
+    /// Quiet time after the subscribers connect, before the first event.
+    pub settle: Duration,
     pub overhead: [usize; 3],
 }
 
@@ -145,12 +170,16 @@ pub const PING_BYTES: usize = 32;
 impl Sizes {
     pub fn new(options: &Options) -> Sizes {
         const MIB: usize = 1 << 20;
-        if options.quick {
+        let mut sizes = if options.quick {
             Sizes {
                 rounds_one: 300,
                 many_conns: 10,
                 rounds_many: 50,
                 bulk: [(64 * 1024, 10), (256 * 1024, 4)],
+                fanout: vec![10, 20, 50, 100],
+                events: 3,
+                gap: Duration::from_millis(20),
+                settle: Duration::from_millis(50),
                 overhead: [16, 1024, 64 * 1024],
             }
         } else {
@@ -159,9 +188,19 @@ impl Sizes {
                 many_conns: 100,
                 rounds_many: 1_000,
                 bulk: [(MIB, 200), (16 * MIB, 10)],
+                fanout: vec![100, 1_000, 5_000, 10_000],
+                events: 20,
+                gap: Duration::from_millis(100),
+                settle: Duration::from_millis(200),
                 overhead: [16, 1024, 64 * 1024],
             }
+        };
+        if let Some(list) = &options.subscribers {
+            sizes.fanout = list.clone();
         }
+        sizes.events = options.events.unwrap_or(sizes.events);
+        sizes.gap = options.gap.unwrap_or(sizes.gap);
+        sizes
     }
 }
 
@@ -174,9 +213,12 @@ pub fn help(default_cap: usize) -> String {
 
 Scenarios (each runs the baseline figures it is compared with):
   baseline    raw TCP: ping-pong of {PING_BYTES} B (1 and 100 connections), echo of 1 MiB and
-              16 MiB
+              16 MiB, and a fan-out: one thread writing an SSE-sized event to N sockets
   ws-echo     /echo, {PING_BYTES} B: 1 conn x 20,000 and 100 conns x 1,000 round trips (msg/s, p50, p99)
   ws-bulk     /echo: 1 MiB x 200 and 16 MiB x 10 (MB/s)
+  sse-fanout  GET /events x 100, 1,000, 5,000, 10,000; 20 POST /trigger-event 100 ms apart:
+              latency from the POST to each arrival (p50/p99/max), events lost
+  ws-fanout   the same broadcast to chat WebSockets on /ws
   overhead    bytes on the wire per message, SSE and WebSocket, 16 B / 1 KiB / 64 KiB, both ways
   all         everything above
 
@@ -186,14 +228,20 @@ Options:
   --quick             every scenario at a tiny size (seconds: a smoke test)
   --pin               server (and the baselines' server side) as a child process on core 0,
                       the load on core 1 (with taskset from util-linux)
-  --child             the server as a child process in every scenario
+  --child             the server as a child process in every scenario (the fan-outs
+                      always use one)
   --url URL           measure a server that is running (http://127.0.0.1:PORT) instead
+  --subscribers LIST  fan-out sizes [100,1000,5000,10000]
+  --events N          events per fan-out run, at most 60 [20]
+  --gap-ms MS         time between fan-out events [100]
 
-Targets (column 'target'; verdicts on the median of the reps):
+Targets (column 'target'; verdicts on the median, or on the worst rep for counts):
+  sse-fanout 5,000 p99 <= 3x and 10,000 p99 <= 4x the raw fan-out; no event lost anywhere;
   ws-echo 1 conn >= 0.9x and 100 conns >= 0.8x raw TCP ping-pong; ws-bulk 16 MiB >= 0.75x
   raw TCP echo.
 
-The server's own connection cap on this machine is {default_cap}.
+The server's own connection cap on this machine is {default_cap}; sse-fanout raises it
+(Config::max_connections) to fit their subscribers, as the notes under the table say.
 "
     )
 }
@@ -208,9 +256,17 @@ mod tests {
 
     #[test]
     fn parses_a_scenario_and_flags() {
-        let o = parse(&args(&["ws-echo", "--reps=2", "--json"])).unwrap();
-        assert_eq!(o.scenario, Scenario::WsEcho);
+        let o = parse(&args(&[
+            "sse-fanout",
+            "--reps=2",
+            "--json",
+            "--subscribers",
+            "5,10",
+        ]))
+        .unwrap();
+        assert_eq!(o.scenario, Scenario::SseFanout);
         assert_eq!((o.reps, o.json), (2, true));
+        assert_eq!(o.subscribers, Some(vec![5, 10]));
         assert!(matches!(parse(&args(&["--help"])), Err(OptionsError::Help)));
         assert!(parse(&args(&[])).is_err());
         assert!(parse(&args(&["all", "ws-echo"])).is_err());

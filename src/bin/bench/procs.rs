@@ -1,8 +1,11 @@
 //! Child processes, pinning, and what `/proc` says about a process.
 //!
-//! Why children: `--pin` runs every server side (the server, the raw TCP
-//! echo) in a process of its own on its own core, and `--child` does so
-//! without pinning.
+//! Why children: one process may open 20,000 files here, and 10,000
+//! subscribers cost the server 10,000 sockets and the load 10,000 more, so
+//! the two cannot share a process at that size. So the fan-outs run the
+//! server in a child process (and the raw-TCP
+//! fan-out's writer too, for the same reason), and `--pin`/`--child` run
+//! every server side that way.
 //!
 //! The child is this same executable started again with a helper mode
 //! (`bench __serve …`), not `target/release/realtime-by-hand`: `cargo run
@@ -14,7 +17,7 @@
 //! and the bench also kills each one it started (by its handle) when done.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread;
@@ -84,6 +87,13 @@ impl Helper {
             }
         }
     }
+
+    pub fn send(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("the helper's stdin is closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot talk to the helper: {e}"))
+    }
 }
 
 impl Drop for Helper {
@@ -99,6 +109,7 @@ pub fn run_helper(mode: &str, args: &[String]) -> ExitCode {
     let result = match mode {
         "serve" => serve(args),
         "tcp-echo" => tcp_echo(),
+        "fanout-writer" => fanout_writer(args),
         other => Err(format!("unknown helper mode '{other}'")),
     };
     match result {
@@ -151,6 +162,61 @@ fn tcp_echo() -> Result<(), String> {
     Ok(())
 }
 
+/// `__fanout-writer N`: accepts N connections, says `ready`, then for each
+/// `go SEQ` line writes event SEQ to all of them in one loop, on this one
+/// thread, and says `sent SEQ MICROS` (the loop's own duration).
+fn fanout_writer(args: &[String]) -> Result<(), String> {
+    let n: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or("usage: __fanout-writer N")?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    say(&format!(
+        "listening {}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    ));
+    let (sender, commands) = channel::<String>();
+    thread::spawn(move || {
+        for line in io::stdin().lock().lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+    let mut sockets: Vec<TcpStream> = Vec::with_capacity(n);
+    while sockets.len() < n {
+        let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        // A comment line, as an SSE stream opens with its head: the client
+        // waits for it, so connections are not made faster than they are
+        // accepted (a full accept queue drops the SYN, and the client
+        // then waits a second to try again).
+        (&stream).write_all(RAW_HELLO).map_err(|e| e.to_string())?;
+        sockets.push(stream);
+    }
+    say(&format!("ready {n}"));
+    for command in commands.iter() {
+        let Some(seq) = command
+            .strip_prefix("go ")
+            .and_then(|s| s.trim().parse().ok())
+        else {
+            continue;
+        };
+        let event = tcp::fanout_event(seq);
+        let started = Instant::now();
+        for mut socket in &sockets {
+            let _ = socket.write_all(&event);
+        }
+        say(&format!("sent {seq} {}", started.elapsed().as_micros()));
+    }
+    Ok(())
+}
+
+/// What the raw fan-out writer sends first on each connection.
+pub const RAW_HELLO: &[u8] = b": hello\n\n";
+
 /// Pins every thread of this process to `core` (`taskset -a -p`); the
 /// threads started later inherit it.
 pub fn pin_self(core: usize) -> Result<(), String> {
@@ -174,4 +240,68 @@ pub fn pin_self(core: usize) -> Result<(), String> {
 /// The cores this process may run on.
 pub fn cores() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU time this process has used, user and system, in microseconds
+/// (`/proc/self/stat`, in clock ticks of 10 ms).
+pub fn cpu_micros() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) * 10_000
+}
+
+/// Counters of the whole machine's network stack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Packets the input queues dropped (`/proc/net/softnet_stat`, second
+    /// column): on loopback, a burst of writes larger than
+    /// `net.core.netdev_max_backlog` waiting for the softirq.
+    pub dropped: u64,
+    /// TCP segments sent again (`RetransSegs` in `/proc/net/snmp`): each
+    /// one a wait of 200 ms or more for someone.
+    pub retransmitted: u64,
+}
+
+impl NetCounters {
+    pub fn since(self, earlier: NetCounters) -> NetCounters {
+        NetCounters {
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+            retransmitted: self.retransmitted.saturating_sub(earlier.retransmitted),
+        }
+    }
+}
+
+pub fn net_counters() -> NetCounters {
+    let dropped = std::fs::read_to_string("/proc/net/softnet_stat").map_or(0, |text| {
+        text.lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+            .sum()
+    });
+    let retransmitted = std::fs::read_to_string("/proc/net/snmp")
+        .ok()
+        .and_then(|text| {
+            let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+            let (names, values) = (tcp.next()?, tcp.next()?);
+            let at = names.split_whitespace().position(|n| n == "RetransSegs")?;
+            values.split_whitespace().nth(at)?.parse().ok()
+        });
+    NetCounters {
+        dropped,
+        retransmitted: retransmitted.unwrap_or(0),
+    }
 }

@@ -19,6 +19,8 @@ use crate::Ctx;
 /// What a scenario needs of the server.
 #[derive(Debug, Clone, Default)]
 pub struct Setup {
+    /// `Config::max_connections` (None: the server's own default).
+    pub max_connections: Option<usize>,
     /// `Config::max_body` and `max_chat_bytes` (None: the defaults).
     pub max_body: Option<usize>,
     /// Run it as a child process even if it would fit here.
@@ -55,6 +57,9 @@ pub fn start(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
         tick: Duration::ZERO,
         ..Config::default()
     };
+    if let Some(n) = setup.max_connections {
+        config.max_connections = n;
+    }
     if let Some(n) = setup.max_body {
         config.max_body = n;
         config.max_chat_bytes = n;
@@ -72,6 +77,9 @@ fn child(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
     let mut args: Vec<String> = ["__serve", "--port", "0", "--quiet", "--tick-secs", "0"]
         .map(String::from)
         .to_vec();
+    if let Some(n) = setup.max_connections {
+        args.extend(["--max-connections".into(), n.to_string()]);
+    }
     if let Some(n) = setup.max_body {
         args.extend(["--max-body".into(), n.to_string()]);
         args.extend(["--max-chat-bytes".into(), n.to_string()]);

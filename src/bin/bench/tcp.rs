@@ -13,9 +13,14 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use realtime_by_hand::json;
+use realtime_by_hand::sse::format::format_event;
+use realtime_by_hand::time;
+
 use crate::options::PING_BYTES;
 use crate::procs::Helper;
 use crate::report::{percentile, Results, Spec};
+use crate::target::marker;
 use crate::Ctx;
 
 /// Largest message the echo accepts (a bad size header is refused).
@@ -267,4 +272,16 @@ pub fn echo(ctx: &Ctx, server: &EchoServer, results: &mut Results) -> Result<(),
         );
     }
     Ok(())
+}
+
+/// The bytes of fan-out event `seq`: the SSE block the server sends for a
+/// `POST /trigger-event` of the same message (same fields, same size;
+/// the id may differ by a digit).
+pub fn fanout_event(seq: usize) -> Vec<u8> {
+    let data = json::object([
+        ("type", "notification".into()),
+        ("message", marker(seq).into()),
+        ("timestamp", time::now_iso8601().into()),
+    ]);
+    format_event(Some(seq as u64 + 1), None, &data.to_string())
 }
