@@ -13,6 +13,7 @@
 //! | `echo` | `ws-echo` and `ws-bulk` |
 //! | `readers` | subscribers: a socket and a thread each, 10,000 at a time |
 //! | `fanout` | the raw, SSE and WebSocket fan-outs |
+//! | `hold` | idle connections: memory and threads per connection, the cap |
 //! | `overhead` | bytes on the wire per message, counted by relays |
 //!
 //! `--pin`: the server (and every baseline's server side: the TCP echo and
@@ -25,6 +26,7 @@
 
 mod echo;
 mod fanout;
+mod hold;
 mod options;
 mod overhead;
 mod procs;
@@ -230,6 +232,10 @@ fn run_server_parts(ctx: &Ctx, results: &mut Results) {
             });
         }
     }
+    if s.includes(Scenario::Hold) {
+        repeat(ctx, results, "hold sse", |r| hold::sse(ctx, r));
+        repeat(ctx, results, "hold ws", |r| hold::ws(ctx, r));
+    }
     if s.includes(Scenario::Overhead) {
         let setup = Setup {
             max_body: Some(overhead::MAX_BODY),
@@ -252,7 +258,7 @@ fn finish_notes(ctx: &Ctx, results: &mut Results) {
     let reps = ctx.opts.reps;
     results.note(format!(
         "{reps} rep{} of each figure; ratio = median / the baseline's median (for bytes: per byte of message); \
-         verdicts judge the median, or the worst rep for counts (lost, held)",
+         verdicts judge the median, or the worst rep for counts (lost, held, refused)",
         if reps == 1 { "" } else { "s" }
     ));
     echo_notes(ctx, results);
@@ -261,6 +267,9 @@ fn finish_notes(ctx: &Ctx, results: &mut Results) {
         || s.includes(Scenario::WsFanout)
     {
         fanout::notes(ctx, results);
+    }
+    if s.includes(Scenario::Hold) {
+        hold::notes(ctx, results);
     }
     if s.includes(Scenario::Overhead) {
         overhead::notes(ctx, results);

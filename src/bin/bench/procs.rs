@@ -2,8 +2,9 @@
 //!
 //! Why children: one process may open 20,000 files here, and 10,000
 //! subscribers cost the server 10,000 sockets and the load 10,000 more, so
-//! the two cannot share a process at that size. So the fan-outs run the
-//! server in a child process (and the raw-TCP
+//! the two cannot share a process at that size; nor could memory per
+//! connection be read from a process that also holds the load. So the
+//! fan-outs and `hold` run the server in a child process (and the raw-TCP
 //! fan-out's writer too, for the same reason), and `--pin`/`--child` run
 //! every server side that way.
 //!
@@ -18,6 +19,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread;
@@ -34,6 +36,7 @@ pub struct Helper {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    pub pid: u32,
 }
 
 impl Helper {
@@ -66,6 +69,7 @@ impl Helper {
             }
         });
         Ok(Helper {
+            pid: child.id(),
             stdin: child.stdin.take(),
             child,
             lines,
@@ -240,6 +244,77 @@ pub fn pin_self(core: usize) -> Result<(), String> {
 /// The cores this process may run on.
 pub fn cores() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What `/proc/PID/status` and `/proc/PID/fd` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStatus {
+    pub rss_kib: u64,
+    pub threads: u64,
+    pub fds: u64,
+}
+
+pub fn status(pid: u32) -> Option<ProcStatus> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some(ProcStatus {
+        rss_kib: field("VmRSS:")?,
+        threads: field("Threads:")?,
+        fds,
+    })
+}
+
+/// Waits until the process's thread and file counts have stood still for
+/// 1.2 s, longer than the server takes to notice a stream's client has
+/// gone (a second): every connection's thread has started, or ended. At
+/// most `limit`; returns its status then.
+pub fn settled(pid: u32, limit: Duration) -> Option<ProcStatus> {
+    let deadline = Instant::now() + limit;
+    let mut last = status(pid)?;
+    let mut still_since = Instant::now();
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        let now = status(pid)?;
+        if (now.threads, now.fds) != (last.threads, last.fds) {
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= Duration::from_millis(1200) {
+            return Some(now);
+        }
+        last = now;
+    }
+    status(pid)
+}
+
+/// The process listening on this TCP port, for `--url`: the socket's
+/// inode from `/proc/net/tcp`, then the process holding it.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|file| {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let local_port = cols.get(1)?.rsplit(':').next()?;
+                let listening = cols.get(3)? == &"0A";
+                (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                    .then(|| cols.get(9).map(|s| s.to_string()))?
+            })
+        })?;
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == Path::new(&wanted)))
+                .then_some(pid)
+        })
 }
 
 /// CPU time this process has used, user and system, in microseconds

@@ -9,15 +9,17 @@ use std::time::Instant;
 
 use realtime_by_hand::json::Json;
 
-/// What a figure must reach. Timing targets are judged on the median of
-/// the reps; counts (events lost, connections held) on the worst rep,
-/// since one rep that loses an event is a loss.
+/// What a figure must reach. Timing and memory targets are judged on the
+/// median of the reps; counts (events lost, connections held) on the worst
+/// rep, since one rep that loses an event is a loss.
 #[derive(Debug, Clone, Copy)]
 pub enum Target {
     /// median / baseline >= this.
     RatioAtLeast(f64),
     /// median / baseline <= this.
     RatioAtMost(f64),
+    /// median <= this.
+    AtMost(f64),
     /// every rep >= this.
     AtLeast(f64),
     /// every rep == 0.
@@ -29,16 +31,18 @@ impl Target {
         match self {
             Target::RatioAtLeast(r) => format!(">= {r}x"),
             Target::RatioAtMost(r) => format!("<= {r}x"),
+            Target::AtMost(v) => format!("<= {}", number(v)),
             Target::AtLeast(v) => format!(">= {}", number(v)),
             Target::Zero => "= 0".to_string(),
         }
     }
 
     fn met(self, figure: &Figure, ratio: Option<f64>) -> Option<bool> {
-        let (min, _, max) = figure.summary()?;
+        let (min, median, max) = figure.summary()?;
         Some(match self {
             Target::RatioAtLeast(r) => ratio? >= r,
             Target::RatioAtMost(r) => ratio? <= r,
+            Target::AtMost(v) => median <= v,
             Target::AtLeast(v) => min >= v,
             Target::Zero => max == 0.0,
         })

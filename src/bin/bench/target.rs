@@ -13,7 +13,7 @@ use realtime_by_hand::config::Config;
 use realtime_by_hand::json;
 use realtime_by_hand::server::Server;
 
-use crate::procs::Helper;
+use crate::procs::{self, Helper};
 use crate::Ctx;
 
 /// What a scenario needs of the server.
@@ -30,6 +30,8 @@ pub struct Setup {
 /// A server to measure.
 pub struct Target {
     pub addr: SocketAddr,
+    /// The server's process, when it is not this one.
+    pub pid: Option<u32>,
     _helper: Option<Helper>,
 }
 
@@ -69,6 +71,7 @@ pub fn start(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
         .map_err(|e| format!("cannot start the server: {e}"))?;
     Ok(Target {
         addr: running.addr,
+        pid: None,
         _helper: None,
     })
 }
@@ -90,6 +93,7 @@ fn child(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
         addr: addr
             .parse()
             .map_err(|e| format!("server address {addr:?}: {e}"))?,
+        pid: Some(helper.pid),
         _helper: Some(helper),
     })
 }
@@ -106,6 +110,7 @@ fn at_url(url: &str) -> Result<Target, String> {
     }
     Ok(Target {
         addr,
+        pid: procs::listener_pid(addr.port()),
         _helper: None,
     })
 }
