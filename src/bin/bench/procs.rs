@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use realtime_by_hand::config::{self, Config, ConfigError};
 use realtime_by_hand::server::Server;
@@ -168,7 +168,8 @@ fn tcp_echo() -> Result<(), String> {
 
 /// `__fanout-writer N`: accepts N connections, says `ready`, then for each
 /// `go SEQ` line writes event SEQ to all of them in one loop, on this one
-/// thread, and says `sent SEQ MICROS` (the loop's own duration).
+/// thread, and says `sent SEQ START LOOP`: when the loop started (the
+/// wall clock, in ns, which both processes share) and how long it took (µs).
 fn fanout_writer(args: &[String]) -> Result<(), String> {
     let n: usize = args
         .first()
@@ -209,13 +210,24 @@ fn fanout_writer(args: &[String]) -> Result<(), String> {
             continue;
         };
         let event = tcp::fanout_event(seq);
-        let started = Instant::now();
+        let (started, wall) = (Instant::now(), wall_nanos());
         for mut socket in &sockets {
             let _ = socket.write_all(&event);
         }
-        say(&format!("sent {seq} {}", started.elapsed().as_micros()));
+        say(&format!(
+            "sent {seq} {wall} {}",
+            started.elapsed().as_micros()
+        ));
     }
     Ok(())
+}
+
+/// The wall clock (`CLOCK_REALTIME`) in ns since 1970: the one clock that
+/// `std` lets two processes compare.
+pub fn wall_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// What the raw fan-out writer sends first on each connection.
