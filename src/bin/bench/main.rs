@@ -275,7 +275,12 @@ fn finish_notes(ctx: &Ctx, results: &mut Results) {
         overhead::notes(ctx, results);
     }
     if ctx.pinned {
-        results.note("--pin: server sides (server, TCP echo, fan-out writer) on core 0, the bench and its load on core 1");
+        results.note(if ctx.opts.url.is_some() {
+            "--pin: the bench and its load on core 1, the baselines' server sides on core 0; the server at \
+             --url runs where it was started (start it under taskset -c 0 to match)"
+        } else {
+            "--pin: server sides (server, TCP echo, fan-out writer) on core 0, the bench and its load on core 1"
+        });
     }
     for note in problems {
         results.note(note);

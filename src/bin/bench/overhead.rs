@@ -18,12 +18,12 @@
 //! would be 1.00. The server's limits on bodies and chat messages are
 //! raised to 1 MiB, so that a 64 KiB message (in its JSON) fits.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use realtime_by_hand::client::sse::SseConnection;
 use realtime_by_hand::client::ws::{Received, WsClient};
@@ -56,7 +56,7 @@ impl Relay {
         let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (up2, down2) = (Arc::clone(&up), Arc::clone(&down));
         thread::spawn(move || {
-            let Ok((client, _)) = listener.accept() else {
+            let Some(client) = accept_one(&listener) else {
                 return;
             };
             let Ok(upstream) = TcpStream::connect(server) else {
@@ -78,6 +78,20 @@ impl Relay {
             self.down.load(Ordering::SeqCst),
         )
     }
+}
+
+/// The relay's one client, if it comes within ten seconds.
+fn accept_one(listener: &TcpListener) -> Option<TcpStream> {
+    listener.set_nonblocking(true).ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((client, _)) => return client.set_nonblocking(false).ok().map(|()| client),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(2)),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Copies until either side closes; counts each read before writing it on.
