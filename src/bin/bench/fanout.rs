@@ -430,11 +430,19 @@ fn cost_notes(ctx: &Ctx, results: &mut Results) {
         "packets the loopback dropped / TCP segments retransmitted during each rep, whole machine (a \
          retransmission delays its subscriber by 200 ms or more):",
     );
+    // With --pin the load has one core: the most it can read per gap.
+    let gap_ms = ctx.sizes.gap.as_secs_f64() * 1e3;
+    let mut saturated = Vec::new();
     for ((name, n), runs) in costs.iter() {
         let mut us: Vec<f64> = runs.iter().filter_map(|c| c.load_us).collect();
         us.sort_by(f64::total_cmp);
         if !us.is_empty() {
-            load.push_str(&format!(" {name} {n}: {:.1};", percentile(&us, 50.0)));
+            let us = percentile(&us, 50.0);
+            load.push_str(&format!(" {name} {n}: {us:.1};"));
+            let per_event_ms = us * *n as f64 / 1e3;
+            if ctx.pinned && per_event_ms > 0.8 * gap_ms {
+                saturated.push(format!("{name} {n}: {per_event_ms:.0} ms"));
+            }
         }
         let counts: Vec<String> = runs
             .iter()
@@ -446,4 +454,12 @@ fn cost_notes(ctx: &Ctx, results: &mut Results) {
         results.note(load.trim_end_matches(';').to_string());
     }
     results.note(net.trim_end_matches(';').to_string());
+    if !saturated.is_empty() {
+        results.note(format!(
+            "--pin leaves the load one core, and at these sizes reading one event costs it nearly or more \
+             than the {gap_ms:.0} ms between events ({} of CPU per event): arrivals queue in the load too, \
+             so those latencies are bounded by the bench as much as by what it measures",
+            saturated.join(", ")
+        ));
+    }
 }
