@@ -94,10 +94,10 @@ pub enum Resume {
     /// No `Last-Event-ID`: live events only.
     Fresh,
     /// Events after the given id were found in the history, and are in
-    /// [`Subscription::replay`] (possibly none).
+    /// [`Replay::events`] (possibly none).
     From(u64),
     /// Not every event after that id can be replayed; the text says why.
-    /// What the history still holds is in [`Subscription::replay`].
+    /// What the history still holds is in [`Replay::events`].
     Reset(String),
 }
 

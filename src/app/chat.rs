@@ -30,6 +30,17 @@ pub const MAX_USERNAME: usize = 64;
 /// Runs the chat on this connection until it ends.
 pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
     let link = Arc::clone(session.link());
+    // The writer is a second thread, so it takes a second slot of the cap:
+    // taken first, then checked, so that two chats arriving together can
+    // both be refused but never both squeeze into the last slot.
+    let slot = app.writer_threads.enter();
+    if app.slots_in_use() > app.config.max_connections {
+        session.close(
+            CloseCode::TryAgainLater,
+            "the server is full; try again later",
+        );
+        return Ended::ServerClosed;
+    }
     // Subscribe before the welcome, so nothing broadcast after the welcome
     // can be missed; the writer thread starts sending after it.
     let subscription = app.hub.subscribe(None);
@@ -44,15 +55,6 @@ pub fn serve_chat(mut session: Session, app: &Arc<App>, id: u64) -> Ended {
     if let Err(e) = link.send(Message::Text(welcome.to_string())) {
         return Ended::WriteFailed(format!("could not send the welcome: {e}"));
     }
-    // The writer is a second thread, so it takes a second slot of the cap.
-    if app.slots_in_use() >= app.config.max_connections {
-        session.close(
-            CloseCode::TryAgainLater,
-            "the server is full; try again later",
-        );
-        return Ended::ServerClosed;
-    }
-    let slot = app.writer_threads.enter();
     let writer = match start_writer(id, subscription.events, &link, slot) {
         Ok(writer) => writer,
         Err(e) => {

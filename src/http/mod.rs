@@ -428,6 +428,19 @@ pub fn write_parts_within(
             Ok(0) => result = Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => skip_written(&mut rest[first..], n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The socket's send timeout ran out with nothing written: the
+            // same thing as the deadline below, said the same way.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                result = Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client is not reading",
+                ))
+            }
             Err(e) => result = Err(e),
         }
         if result.is_err() || rest.iter().all(|p| p.is_empty()) {
