@@ -158,7 +158,9 @@ fn past_cap(ctx: &Ctx, addr: SocketAddr, extra: usize) -> Option<usize> {
 pub fn sse(ctx: &Ctx, results: &mut Results) -> Result<(), String> {
     let (n, extra) = (ctx.sizes.hold_sse, ctx.sizes.hold_extra);
     let setup = Setup {
-        max_connections: ctx.opts.url.is_none().then_some(n + 1),
+        // The streams, and the publisher: a chat WebSocket, which takes two
+        // slots (its reader and its writer thread).
+        max_connections: ctx.opts.url.is_none().then_some(n + 2),
         child: true,
         ..Setup::default()
     };
@@ -245,10 +247,11 @@ pub fn notes(ctx: &Ctx, results: &mut Results) {
     }
     results.note(format!(
         "hold: the server ran in a child process, a fresh one for each rep and protocol; for SSE its \
-         max_connections was {} (the streams and the publisher; its default here is {}); memory per \
+         max_connections was {} (the streams, and the publisher: a chat WebSocket takes two slots; its \
+         default here is {}); memory per \
          connection = growth of the server process's VmRSS / connections held (kernel socket buffers \
          are not part of it)",
-        ctx.sizes.hold_sse + 1,
+        ctx.sizes.hold_sse + 2,
         ctx.default_cap
     ));
 }
