@@ -83,18 +83,6 @@ fn ws(addr: SocketAddr, path: &str) -> WsClient {
     client
 }
 
-/// Reads until the server's close frame, skipping anything else.
-fn read_close(client: &mut WsClient) -> Option<CloseFrame> {
-    for _ in 0..50 {
-        match client.next_event() {
-            Ok(Event::Close(frame)) => return frame,
-            Ok(_) => {}
-            Err(e) => panic!("the connection ended without a close frame: {e}"),
-        }
-    }
-    panic!("no close frame among 50 events");
-}
-
 fn close_code(frame: &Option<CloseFrame>) -> Option<u16> {
     frame.as_ref().map(|f| f.code.to_u16())
 }

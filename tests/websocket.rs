@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use realtime_by_hand::client::ClientError;
 use realtime_by_hand::websocket::frame::{encode_header, encode_masked_frame, OpCode};
-use realtime_by_hand::websocket::message::{
-    close_payload, CloseCode, CloseFrame, Event, MessageReader, Role,
-};
+use realtime_by_hand::websocket::message::{close_payload, CloseCode, Event, MessageReader, Role};
 
 // ---------------------------------------------------------------- helpers
 
@@ -77,19 +75,6 @@ fn num_field(value: &Json, name: &str) -> u64 {
         .get(name)
         .and_then(Json::as_f64)
         .unwrap_or_else(|| panic!("no number {name:?} in {value}")) as u64
-}
-
-/// Reads until the server's close frame, skipping messages (a chat's
-/// welcome), pings and pongs. Panics if TCP ends first.
-fn read_close(client: &mut WsClient) -> Option<CloseFrame> {
-    for _ in 0..50 {
-        match client.next_event() {
-            Ok(Event::Close(frame)) => return frame,
-            Ok(_) => {}
-            Err(e) => panic!("the connection ended without a close frame: {e}"),
-        }
-    }
-    panic!("no close frame among 50 events");
 }
 
 /// After the server's close frame the server closes TCP: the next read

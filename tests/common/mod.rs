@@ -12,6 +12,7 @@ pub use realtime_by_hand::client::Url;
 pub use realtime_by_hand::config::Config;
 pub use realtime_by_hand::json::{self, Json};
 pub use realtime_by_hand::server::{RunningServer, Server};
+pub use realtime_by_hand::websocket::message::{CloseFrame, Event};
 
 /// A configuration for tests: a free port, no log lines, no ticker (tests
 /// that want one set it), and the real `public/` directory.
@@ -265,4 +266,17 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// Reads until the server's close frame, skipping messages (a chat's
+/// welcome), pings and pongs. Panics if TCP ends first.
+pub fn read_close(client: &mut WsClient) -> Option<CloseFrame> {
+    for _ in 0..50 {
+        match client.next_event() {
+            Ok(Event::Close(frame)) => return frame,
+            Ok(_) => {}
+            Err(e) => panic!("the connection ended without a close frame: {e}"),
+        }
+    }
+    panic!("no close frame among 50 events");
 }
