@@ -130,3 +130,31 @@ fn lessons_name_files_that_exist() {
         }
     }
 }
+
+// Why: the contract page is where an outside client's author looks up a
+// limit. A flag that `--help` prints and the page does not name is a limit
+// nobody can find.
+#[test]
+fn every_flag_the_server_prints_in_its_help_is_on_the_contract_page() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-by-hand"))
+        .arg("--help")
+        .output()
+        .expect("run the server with --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|line| line.trim_start().split_whitespace().next())
+        .filter(|word| word.starts_with("--"))
+        .collect();
+    assert!(flags.len() > 20, "--help lists only {flags:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let contract = fs::read_to_string(root.join("lessons/contract.md")).unwrap();
+    let missing: Vec<&&str> = flags
+        .iter()
+        .filter(|flag| !contract.contains(&format!("`{flag}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "lessons/contract.md does not name {missing:?}"
+    );
+}
