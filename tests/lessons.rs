@@ -143,7 +143,7 @@ fn every_flag_the_server_prints_in_its_help_is_on_the_contract_page() {
     let help = String::from_utf8_lossy(&output.stdout);
     let flags: Vec<&str> = help
         .lines()
-        .filter_map(|line| line.trim_start().split_whitespace().next())
+        .filter_map(|line| line.split_whitespace().next())
         .filter(|word| word.starts_with("--"))
         .collect();
     assert!(flags.len() > 20, "--help lists only {flags:?}");
