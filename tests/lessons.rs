@@ -29,6 +29,11 @@ fn normalized(text: &str) -> Vec<String> {
 
 /// The ```rust blocks of a Markdown file, with the line each starts on.
 fn rust_blocks(markdown: &str) -> Vec<(usize, String)> {
+    blocks_of(markdown, "rust")
+}
+
+/// The code blocks of one language (the info string exactly `language`).
+fn blocks_of(markdown: &str, language: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
     // The open fence: its first line, whether it must be checked, its text.
     let mut open: Option<(usize, bool, String)> = None;
@@ -37,8 +42,8 @@ fn rust_blocks(markdown: &str) -> Vec<(usize, String)> {
         match (&mut open, fence) {
             (None, true) => {
                 let info = line.trim_start().trim_start_matches('`').trim();
-                // Only a plain "rust" block must come from the source.
-                open = Some((number + 1, info == "rust", String::new()));
+                // Only a plain "rust" (or "js") block must come from the source.
+                open = Some((number + 1, info == language, String::new()));
             }
             (Some(_), true) => {
                 let (start, checked, body) = open.take().unwrap();
@@ -114,13 +119,26 @@ fn the_checker_catches_a_changed_line() {
 #[test]
 fn lessons_name_files_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignored: Vec<String> = fs::read_to_string(root.join(".gitignore"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix('/'))
+        .map(str::to_string)
+        .collect();
     let mut lessons = Vec::new();
     files_under(&root.join("lessons"), "md", &mut lessons);
     for lesson in lessons {
         let text = fs::read_to_string(&lesson).unwrap();
         for word in text.split(|c: char| c.is_whitespace() || "`()[]<>,;:\"'".contains(c)) {
             let word = word.trim_end_matches('.');
-            if word.starts_with("src/") && (word.ends_with(".rs") || word.ends_with('/')) {
+            let ours = ["src/", "public/", "tests/", "lessons/"]
+                .iter()
+                .any(|top| word.starts_with(top));
+            let a_path =
+                word.ends_with('/') || word.rsplit('/').next().is_some_and(|f| f.contains('.'));
+            // What the runs write (screenshots, reports) is not in a checkout.
+            let made_by_a_run = ignored.iter().any(|dir| word.starts_with(dir.as_str()));
+            if ours && a_path && !made_by_a_run {
                 assert!(
                     root.join(word).exists(),
                     "{} names {word}, which does not exist",
@@ -157,4 +175,65 @@ fn every_flag_the_server_prints_in_its_help_is_on_the_contract_page() {
         missing.is_empty(),
         "lessons/contract.md does not name {missing:?}"
     );
+}
+
+// Why: the page's code is quoted in the lessons as much as the server's; a
+// quote of JavaScript that the page no longer has teaches something false.
+#[test]
+fn every_js_block_in_the_lessons_is_in_public() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scripts = Vec::new();
+    files_under(&root.join("public"), "js", &mut scripts);
+    let scripts: Vec<Vec<String>> = scripts
+        .iter()
+        .map(|p| normalized(&fs::read_to_string(p).unwrap()))
+        .collect();
+    let mut lessons = Vec::new();
+    files_under(&root.join("lessons"), "md", &mut lessons);
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for lesson in &lessons {
+        for (line, block) in blocks_of(&fs::read_to_string(lesson).unwrap(), "js") {
+            checked += 1;
+            let block = normalized(&block);
+            if !scripts.iter().any(|script| appears_in(&block, script)) {
+                missing.push(format!(
+                    "{}:{line}: this ```js block is not in public/:\n{}",
+                    lesson.strip_prefix(root).unwrap().display(),
+                    block.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n\n"));
+    assert!(checked > 0, "the lessons quote no JavaScript at all");
+}
+
+// Why: a chapter that exists but is listed nowhere is never read, and a
+// listed one that is gone is a dead link.
+#[test]
+fn the_reading_path_and_the_readme_list_exactly_the_chapters_present() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut present: Vec<String> = fs::read_dir(root.join("lessons"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".md") && name.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    present.sort();
+    for (list, prefix) in [("lessons/README.md", "("), ("README.md", "(lessons/")] {
+        let text = fs::read_to_string(root.join(list)).unwrap();
+        let mut listed: Vec<String> = text
+            .split(prefix)
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|link| link.ends_with(".md") && link.starts_with(|c: char| c.is_ascii_digit()))
+            .map(str::to_string)
+            .collect();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(
+            listed, present,
+            "{list} lists other chapters than lessons/ holds"
+        );
+    }
 }
