@@ -7,7 +7,7 @@
 //! levels deep is an error, not a stack overflow, and a document holds at
 //! most [`MAX_VALUES`] values, so what it costs to hold is bounded too.
 //!
-//! Writing: [`Json::to_string`] (via `Display`) and [`write_string`], which
+//! Writing: `Json::to_string` (via `Display`) and [`write_string`], which
 //! escapes a string the way JSON requires.
 
 use std::fmt;

@@ -1,7 +1,7 @@
 //! `GET /events`: one Server-Sent Events stream, fed by the hub.
 //!
 //! The connection's life: read where the client wants to resume from
-//! ([`resume_point_asked`]), look up what it missed, write the opening
+//! (`resume_point_asked`), look up what it missed, write the opening
 //! (head, `retry:`, welcome, initial data, a `reset` if the resume cannot
 //! be complete) and the replay, then hand the stream to the fan-out
 //! (`fanout.rs`), which writes the live events; this thread waits for the

@@ -1,4 +1,4 @@
-//! Server-Sent Events: the `text/event-stream` format ([`format`]), and the
+//! Server-Sent Events: the `text/event-stream` format ([`format`](mod@format)), and the
 //! one loop that keeps a stream open and fed ([`stream`]).
 //!
 //! Both know nothing of the application: what goes into a stream (the hub's

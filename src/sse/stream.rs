@@ -146,7 +146,7 @@ pub fn run<S: Source, F: Feed<Item = S::Item>>(
 }
 
 /// Writes items through `feed`, gathered into batches of about
-/// [`BATCH_BYTES`]. Also used for the replay that opens a resumed stream.
+/// `BATCH_BYTES` (64 KiB). Also used for the replay that opens a resumed stream.
 pub fn write_batched<F: Feed>(
     stream: &TcpStream,
     feed: &mut F,
