@@ -73,14 +73,15 @@ fn appears_in(block: &[String], source: &[String]) -> bool {
     block.is_empty() || source.windows(block.len()).any(|w| w == block)
 }
 
-#[test]
-fn every_rust_block_in_the_lessons_is_real_code() {
+/// Every block of `language` in the lessons must appear, line for line,
+/// in a file of `extension` under `dir`.
+fn check_blocks(language: &str, dir: &str, extension: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = Vec::new();
-    files_under(&root.join("src"), "rs", &mut sources);
-    let sources: Vec<(PathBuf, Vec<String>)> = sources
-        .into_iter()
-        .map(|p| (p.clone(), normalized(&fs::read_to_string(&p).unwrap())))
+    files_under(&root.join(dir), extension, &mut sources);
+    let sources: Vec<Vec<String>> = sources
+        .iter()
+        .map(|p| normalized(&fs::read_to_string(p).unwrap()))
         .collect();
     let mut lessons = Vec::new();
     files_under(&root.join("lessons"), "md", &mut lessons);
@@ -89,12 +90,12 @@ fn every_rust_block_in_the_lessons_is_real_code() {
     let mut missing = Vec::new();
     for lesson in &lessons {
         let text = fs::read_to_string(lesson).unwrap();
-        for (line, block) in rust_blocks(&text) {
+        for (line, block) in blocks_of(&text, language) {
             checked += 1;
             let block = normalized(&block);
-            if !sources.iter().any(|(_, source)| appears_in(&block, source)) {
+            if !sources.iter().any(|source| appears_in(&block, source)) {
                 missing.push(format!(
-                    "{}:{line}: this ```rust block is not in src/ (mark it ```rust,ignore if it is not meant to be):\n{}",
+                    "{}:{line}: this ```{language} block is not in {dir}/ (mark it ```{language},ignore if it is not meant to be):\n{}",
                     lesson.strip_prefix(root).unwrap().display(),
                     block.join("\n")
                 ));
@@ -102,7 +103,12 @@ fn every_rust_block_in_the_lessons_is_real_code() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n\n"));
-    assert!(checked > 0, "the lessons have no rust blocks at all");
+    assert!(checked > 0, "the lessons have no {language} blocks at all");
+}
+
+#[test]
+fn every_rust_block_in_the_lessons_is_real_code() {
+    check_blocks("rust", "src", "rs");
 }
 
 #[test]
@@ -181,32 +187,7 @@ fn every_flag_the_server_prints_in_its_help_is_on_the_contract_page() {
 // quote of JavaScript that the page no longer has teaches something false.
 #[test]
 fn every_js_block_in_the_lessons_is_in_public() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut scripts = Vec::new();
-    files_under(&root.join("public"), "js", &mut scripts);
-    let scripts: Vec<Vec<String>> = scripts
-        .iter()
-        .map(|p| normalized(&fs::read_to_string(p).unwrap()))
-        .collect();
-    let mut lessons = Vec::new();
-    files_under(&root.join("lessons"), "md", &mut lessons);
-    let mut missing = Vec::new();
-    let mut checked = 0;
-    for lesson in &lessons {
-        for (line, block) in blocks_of(&fs::read_to_string(lesson).unwrap(), "js") {
-            checked += 1;
-            let block = normalized(&block);
-            if !scripts.iter().any(|script| appears_in(&block, script)) {
-                missing.push(format!(
-                    "{}:{line}: this ```js block is not in public/:\n{}",
-                    lesson.strip_prefix(root).unwrap().display(),
-                    block.join("\n")
-                ));
-            }
-        }
-    }
-    assert!(missing.is_empty(), "{}", missing.join("\n\n"));
-    assert!(checked > 0, "the lessons quote no JavaScript at all");
+    check_blocks("js", "public", "js");
 }
 
 // Why: a chapter that exists but is listed nowhere is never read, and a

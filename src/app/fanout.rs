@@ -209,10 +209,19 @@ impl Stream {
 }
 
 /// One `writev`, however much of `parts` it takes.
+/// It runs once per stream per event, so the slices stay on the stack.
 fn write_once(socket: &TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
-    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    assert!(
+        parts.len() <= 3,
+        "an event is written in at most three parts"
+    );
+    let mut slices = [IoSlice::new(&[]); 3];
+    for (slice, part) in slices.iter_mut().zip(parts) {
+        *slice = IoSlice::new(part);
+    }
+    let slices = &slices[..parts.len()];
     loop {
-        match (&*socket).write_vectored(&slices) {
+        match (&*socket).write_vectored(slices) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }
