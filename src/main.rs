@@ -67,9 +67,10 @@ fn main() -> ExitCode {
     if let Some(broker) = &server.app().broker {
         let _ = writeln!(
             out,
-            "  broker:      {} (keys {}:*): events are shared with every instance on it",
+            "  broker:      {} (keys {}:*): events are shared with every instance on it; this is instance {}",
             broker.url.address(),
-            broker.url.prefix
+            broker.url.prefix,
+            broker.instance
         );
     }
     let _ = out.flush();

@@ -262,7 +262,10 @@ fn a_log_that_starts_over_resets_live_streams_and_chats() {
     }
     let reset = next_broadcast(&mut stream);
     assert_eq!(event_type(&reset), "reset");
-    assert_eq!(reset.last_event_id, "0", "the reset carries the new sequence's place");
+    assert_eq!(
+        reset.last_event_id, "0",
+        "the reset carries the new sequence's place"
+    );
     let Received::Text(text) = chat.receive().unwrap() else {
         panic!("expected the reset")
     };
@@ -274,4 +277,26 @@ fn a_log_that_starts_over_resets_live_streams_and_chats() {
         (next.last_event_id.as_str(), message_of(&next).as_str()),
         ("1", "after")
     );
+}
+
+#[test]
+#[ignore = "needs Redis: REDIS_URL=redis://127.0.0.1:PORT, or tests/cluster/redis.sh"]
+fn each_instance_numbers_its_connections_apart_from_the_others() {
+    let url = cluster_url();
+    let servers = instances(&url, 2);
+    let mut client_ids = Vec::new();
+    for server in &servers {
+        let broker = stats(server.addr).get("broker").cloned().unwrap();
+        let instance = broker.get("instance").and_then(Json::as_f64).unwrap() as u64;
+        let mut stream = open_events(server.addr, None);
+        let welcome = json::parse(stream.next_event().unwrap().data.as_bytes()).unwrap();
+        let client_id = welcome.get("clientId").and_then(Json::as_f64).unwrap() as u64;
+        assert_eq!(
+            client_id / 1_000_000,
+            instance,
+            "{client_id} on instance {instance}"
+        );
+        client_ids.push(client_id);
+    }
+    assert_ne!(client_ids[0], client_ids[1]);
 }

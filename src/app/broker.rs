@@ -55,7 +55,7 @@ use super::App;
 use crate::config::Config;
 use crate::hub::{Gap, Hub, Published};
 use crate::json::{self, Json};
-use crate::random::random_f64;
+use crate::random::{random_f64, random_u64};
 use crate::redis::{Log, LogConfig, RedisError, RedisUrl};
 use crate::sse::format::{check_field, FieldError};
 
@@ -78,6 +78,9 @@ const LAST_RETRY: Duration = Duration::from_secs(5);
 /// The broker as one instance sees it.
 pub struct Broker {
     pub url: RedisUrl,
+    /// This instance's number in the cluster (1 for the first to start),
+    /// which makes its connection ids its own: see [`Broker::first_connection_id`].
+    pub instance: u64,
     config: LogConfig,
     /// Connections for publishing, one per concurrent publish: a `Log` is
     /// one connection, and the reader's is busy in `XREAD BLOCK`.
@@ -136,20 +139,41 @@ impl Broker {
             history: config.history.max(1) as u64,
             ..LogConfig::default()
         };
-        let broker = Broker {
+        let mut broker = Broker {
             url,
+            instance: 0,
             config: log_config,
             publishers: Mutex::default(),
             status: Mutex::default(),
             reconnects: AtomicU64::new(0),
             first: Mutex::default(),
         };
-        match broker.connect_and_load(hub) {
-            Ok((log, _)) => *lock(&broker.first) = Some(log),
-            Err(e) if config.broker_optional => broker.mark_down(&e),
+        let joined = broker.connect_and_load(hub).and_then(|(mut log, _)| {
+            let number = log.join()?;
+            Ok((log, number))
+        });
+        match joined {
+            Ok((log, number)) => {
+                broker.instance = number;
+                *lock(&broker.first) = Some(log);
+            }
+            Err(e) if config.broker_optional => {
+                // Not known without Redis: a random one, very likely
+                // different from the others'.
+                broker.instance = 1000 + random_u64() % 9000;
+                broker.mark_down(&e);
+            }
             Err(e) => return Err(e),
         }
         Ok(broker)
+    }
+
+    /// Connection ids start at the instance's number times a million, so
+    /// that two instances never give the same id: the welcome's `clientId`
+    /// and the frame inspector's records name one connection in the whole
+    /// cluster (for the first million connections of each instance).
+    pub fn first_connection_id(&self) -> u64 {
+        self.instance * 1_000_000 + 1
     }
 
     fn status(&self) -> MutexGuard<'_, Status> {
@@ -262,6 +286,7 @@ impl Broker {
         json::object([
             ("url", self.url.address().into()),
             ("prefix", self.url.prefix.as_str().into()),
+            ("instance", self.instance.into()),
             ("connected", status.connected.into()),
             ("last_id", last_id.into()),
             ("broker_last_id", status.broker_last_id.into()),

@@ -88,6 +88,7 @@ impl App {
             None => None,
             Some(url) => Some(connect_broker(url, &config, &hub)?),
         };
+        let first_id = broker.as_ref().map_or(1, Broker::first_connection_id);
         Ok(App {
             hub,
             broker,
@@ -100,7 +101,7 @@ impl App {
             sse_streams: Counter::default(),
             ws_connections: Counter::default(),
             writer_threads: Counter::default(),
-            next_connection_id: AtomicU64::new(1),
+            next_connection_id: AtomicU64::new(first_id),
             config,
         })
     }
