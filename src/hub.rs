@@ -19,6 +19,11 @@
 //!   history, so nothing is lost;
 //! - the hub's lock is held only to touch the hub's own data: sockets are
 //!   written by the connection threads and the fan-out, never under it.
+//!
+//! In a cluster (`--broker`, `app/broker.rs`) the ids are handed out by
+//! Redis instead, and the broker's reader brings each event in with
+//! [`Hub::append`]; if the ids start over there, [`Hub::restart`] starts
+//! them over here, and tells every subscriber with a `reset` event.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
