@@ -262,7 +262,10 @@ fn a_log_that_starts_over_resets_live_streams_and_chats() {
     }
     let reset = next_broadcast(&mut stream);
     assert_eq!(event_type(&reset), "reset");
-    assert_eq!(reset.last_event_id, "0", "the reset carries the new sequence's place");
+    assert_eq!(
+        reset.last_event_id, "0",
+        "the reset carries the new sequence's place"
+    );
     let Received::Text(text) = chat.receive().unwrap() else {
         panic!("expected the reset")
     };
