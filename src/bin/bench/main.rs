@@ -28,6 +28,7 @@ mod echo;
 mod fanout;
 mod hold;
 mod options;
+mod outside;
 mod overhead;
 mod procs;
 mod readers;
