@@ -2,6 +2,11 @@
 //! every scenario at a tiny size, and its JSON has every figure, each one
 //! sane. No time is asserted: on a loaded machine everything is slower,
 //! and that is all.
+//!
+//! `cluster` needs redis-server and nginx: without them it must say so and
+//! succeed (tested always); with them (`cargo test --test bench --
+//! --ignored`) its quick run must report every figure, and every stream
+//! every event.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -13,12 +18,20 @@ const BENCH: &str = env!("CARGO_BIN_EXE_bench");
 
 /// Runs the bench, killing it if it takes longer than `limit`.
 fn run(args: &[&str], limit: Duration) -> (bool, String, String) {
+    let (ok, out, err, _) = run_with(args, &[], limit);
+    (ok, out, err)
+}
+
+/// The same with environment variables; also returns the bench's pid.
+fn run_with(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (bool, String, String, u32) {
     let mut child = Command::new(BENCH)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the bench");
+    let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
@@ -48,7 +61,7 @@ fn run(args: &[&str], limit: Duration) -> (bool, String, String) {
         status.is_some(),
         "the bench ran past {limit:?}; stderr:\n{err}"
     );
-    (status.unwrap().success(), out, err)
+    (status.unwrap().success(), out, err, pid)
 }
 
 fn number(figure: &Json, field: &str) -> Option<f64> {
@@ -143,6 +156,11 @@ fn a_quick_run_reports_every_figure_sanely() {
             "no figure {key}; notes: {notes}"
         );
     }
+    // `all` leaves the cluster out (see `Scenario::includes`).
+    assert!(
+        !figures.iter().any(|f| key_of(f).starts_with("cluster/")),
+        "'all' ran the cluster"
+    );
     for figure in figures {
         let key = key_of(figure);
         let (min, median, max) = (
@@ -203,6 +221,7 @@ fn help_lists_the_scenarios_and_bad_input_is_refused() {
         "ws-fanout",
         "hold",
         "overhead",
+        "cluster",
         "all",
         "--reps",
         "--json",
@@ -214,4 +233,106 @@ fn help_lists_the_scenarios_and_bad_input_is_refused() {
     }
     let (ok, _, err) = run(&["nonsense"], Duration::from_secs(30));
     assert!(!ok && err.contains("unknown scenario"), "{err}");
+}
+
+#[test]
+fn the_cluster_without_redis_is_skipped_and_says_why() {
+    let env = [("REDIS_SERVER", "/nonexistent/redis-server")];
+    let args = ["cluster", "--quick", "--json", "--reps", "1"];
+    let (ok, out, err, _) = run_with(&args, &env, Duration::from_secs(30));
+    assert!(ok, "a skipped scenario is not a failure; stderr:\n{err}");
+    let report = json::parse(out.as_bytes()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let notes = report
+        .get("notes")
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    assert!(
+        notes
+            .contains("skipped: needs redis-server and nginx (apt-get install redis-server nginx)"),
+        "{notes}"
+    );
+    assert!(
+        matches!(report.get("figures"), Some(Json::Array(f)) if f.is_empty()),
+        "{out}"
+    );
+}
+
+/// The processes whose command line or working directory names `text`:
+/// the cluster's temporary directory is in nginx's command line, and
+/// redis-server, which renames itself, works in it (`--dir`).
+fn processes_naming(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            (cmdline.contains(text) || cwd.to_string_lossy().contains(text)).then_some(cmdline)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs redis-server and nginx (apt-get install redis-server nginx)"]
+fn a_quick_cluster_run_delivers_every_event_in_order() {
+    let args = ["cluster", "--quick", "--json", "--reps", "1"];
+    let (ok, out, err, pid) = run_with(&args, &[], Duration::from_secs(120));
+    assert!(ok, "the bench failed; stderr:\n{err}");
+    let report = json::parse(out.as_bytes()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let notes = report
+        .get("notes")
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    assert!(
+        !notes.contains("skipped"),
+        "redis-server or nginx is missing: {notes}"
+    );
+    let Some(Json::Array(figures)) = report.get("figures") else {
+        panic!("no figures:\n{out}");
+    };
+    let value = |key: &str, field: &str| {
+        figures
+            .iter()
+            .find(|f| f.get("key").and_then(Json::as_str) == Some(key))
+            .and_then(|f| number(f, field))
+            .unwrap_or_else(|| panic!("no figure {key}; notes: {notes}"))
+    };
+    for setup in ["single", "broker", "nginx"] {
+        let key = |figure: &str| format!("cluster/100x3/{setup}/{figure}");
+        for figure in ["p50", "p99", "max", "done-p50"] {
+            assert!(value(&key(figure), "min") > 0.0, "{}", key(figure));
+        }
+        assert_eq!(value(&key("held"), "min"), 300.0, "{setup}; notes: {notes}");
+        for figure in ["lost", "id-faults", "ticks"] {
+            assert_eq!(
+                value(&key(figure), "max"),
+                0.0,
+                "{}; notes: {notes}",
+                key(figure)
+            );
+        }
+        value(&key("retransmitted"), "max");
+    }
+    for figure in ["on-a-p50", "across-p50", "on-a-p99", "across-p99"] {
+        assert!(value(&format!("cluster/100x3/broker/{figure}"), "min") > 0.0);
+    }
+    for hop in ["hop-redis", "hop-proxy"] {
+        for figure in ["p50", "p99", "done-p50"] {
+            // A difference: any sign, but a number.
+            assert!(value(&format!("cluster/100x3/{hop}/{figure}"), "min").is_finite());
+        }
+    }
+    value("cluster/100x3/nginx/spread", "max");
+    // Everything it started has stopped, and its directory is gone.
+    let dir = format!("rbh-bench-cluster-{pid}-");
+    assert_eq!(processes_naming(&dir), Vec::<String>::new());
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&dir));
+    assert!(!left, "the temporary directory {dir}* is still there");
 }

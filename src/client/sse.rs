@@ -164,9 +164,11 @@ impl EventStreamParser {
 }
 
 /// Decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1), which servers such
-/// as Express use for streams; ours closes the connection instead.
+/// as Express use for streams; ours closes the connection instead, but a
+/// proxy in front of it (nginx) turns that into chunks for an HTTP/1.1
+/// client. Public for the bench, whose readers do their own handshakes.
 #[derive(Debug, Default)]
-struct Dechunker {
+pub struct Dechunker {
     size_line: Vec<u8>,
     remaining: usize,
     /// Bytes of the CRLF after a chunk still to skip.
@@ -175,7 +177,9 @@ struct Dechunker {
 }
 
 impl Dechunker {
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ClientError> {
+    /// Appends to `out` the body bytes in `input`, which may end anywhere
+    /// (in a size line, in a chunk, in the CRLF after one).
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ClientError> {
         while !input.is_empty() && !self.done {
             if self.skip > 0 {
                 let n = self.skip.min(input.len());

@@ -55,12 +55,12 @@ pub struct RunCost {
 }
 
 /// What the triggers and the readers did in one run.
-struct Broadcast {
+pub struct Broadcast {
     /// When each trigger went out, and the same on the wall clock.
-    sent: Vec<Instant>,
-    sent_wall: Vec<u128>,
-    subs: Vec<Sub>,
-    cost: RunCost,
+    pub sent: Vec<Instant>,
+    pub sent_wall: Vec<u128>,
+    pub subs: Vec<Sub>,
+    pub cost: RunCost,
 }
 
 /// What one fan-out run saw.
@@ -221,7 +221,8 @@ fn open_trigger(addr: SocketAddr, subs: &mut Vec<Sub>) -> Result<Http, String> {
 
 /// Starts the readers, sends the triggers on schedule, waits for the
 /// arrivals; returns when each trigger went out, and the subscribers.
-fn broadcast(
+/// (The cluster scenario measures its set-ups with it too.)
+pub fn broadcast(
     ctx: &Ctx,
     subs: Vec<Sub>,
     mut trigger: impl FnMut(usize) -> Result<(), String>,

@@ -148,7 +148,7 @@ fn past_cap(ctx: &Ctx, addr: SocketAddr, extra: usize) -> Option<usize> {
     for _ in 0..extra {
         match readers::open(Kind::Sse, addr) {
             Opened::Refused => refused += 1,
-            Opened::Sub(sub) => admitted.push(sub),
+            Opened::Sub(sub) => admitted.push(*sub),
             Opened::Failed(_) => {}
         }
     }

@@ -15,6 +15,8 @@
 //! | `fanout` | the raw, SSE and WebSocket fan-outs |
 //! | `hold` | idle connections: memory and threads per connection, the cap |
 //! | `overhead` | bytes on the wire per message, counted by relays |
+//! | `cluster` | three instances, Redis and nginx: the cost of each hop |
+//! | `outside` | redis-server and nginx: found, started, always stopped |
 //!
 //! `--pin`: the server (and every baseline's server side: the TCP echo and
 //! the fan-out writer) runs as a child process under `taskset -c 0`, and
@@ -24,10 +26,12 @@
 //! thread per connection and only a process boundary keeps them all on
 //! their side without chasing each new thread.
 
+mod cluster;
 mod echo;
 mod fanout;
 mod hold;
 mod options;
+mod outside;
 mod overhead;
 mod procs;
 mod readers;
@@ -248,6 +252,9 @@ fn run_server_parts(ctx: &Ctx, results: &mut Results) {
             });
         }
     }
+    if s.includes(Scenario::Cluster) {
+        cluster::run(ctx, results);
+    }
 }
 
 /// The notes that explain the run: where the server ran, its caps, how
@@ -273,6 +280,9 @@ fn finish_notes(ctx: &Ctx, results: &mut Results) {
     }
     if s.includes(Scenario::Overhead) {
         overhead::notes(ctx, results);
+    }
+    if s.includes(Scenario::Cluster) {
+        cluster::notes(ctx, results);
     }
     if ctx.pinned {
         results.note(if ctx.opts.url.is_some() {

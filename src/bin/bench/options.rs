@@ -14,11 +14,12 @@ pub enum Scenario {
     WsFanout,
     Hold,
     Overhead,
+    Cluster,
     All,
 }
 
 impl Scenario {
-    const NAMES: [(&'static str, Scenario); 8] = [
+    const NAMES: [(&'static str, Scenario); 9] = [
         ("baseline", Scenario::Baseline),
         ("ws-echo", Scenario::WsEcho),
         ("ws-bulk", Scenario::WsBulk),
@@ -26,6 +27,7 @@ impl Scenario {
         ("ws-fanout", Scenario::WsFanout),
         ("hold", Scenario::Hold),
         ("overhead", Scenario::Overhead),
+        ("cluster", Scenario::Cluster),
         ("all", Scenario::All),
     ];
 
@@ -37,8 +39,15 @@ impl Scenario {
     }
 
     /// Whether a run of `self` includes `part`.
+    ///
+    /// `all` leaves `cluster` out, even where redis-server and nginx are
+    /// installed: `all` measures this server alone against raw TCP, needs
+    /// nothing but this program, and reports the same figures (the ones
+    /// the README and `tests/bench.rs` name) on every machine. A cluster
+    /// run borrows two outside programs and adds a minute; it is asked for
+    /// by name.
     pub fn includes(self, part: Scenario) -> bool {
-        self == part || self == Scenario::All
+        self == part || (self == Scenario::All && part != Scenario::Cluster)
     }
 }
 
@@ -168,6 +177,9 @@ pub struct Sizes {
     /// Clients that try to connect past the cap in `hold`.
     pub hold_extra: usize,
     pub overhead: [usize; 3],
+    /// Subscribers on each of the cluster's three instances (the single
+    /// instance gets three times as many).
+    pub cluster: Vec<usize>,
 }
 
 /// The size of a ping-pong message, in both scenarios.
@@ -190,6 +202,7 @@ impl Sizes {
                 hold_ws: 40,
                 hold_extra: 5,
                 overhead: [16, 1024, 64 * 1024],
+                cluster: vec![100],
             }
         } else {
             Sizes {
@@ -205,10 +218,12 @@ impl Sizes {
                 hold_ws: 4_000,
                 hold_extra: 20,
                 overhead: [16, 1024, 64 * 1024],
+                cluster: vec![1_000],
             }
         };
         if let Some(list) = &options.subscribers {
             sizes.fanout = list.clone();
+            sizes.cluster = list.clone();
         }
         sizes.events = options.events.unwrap_or(sizes.events);
         sizes.gap = options.gap.unwrap_or(sizes.gap);
@@ -235,6 +250,12 @@ Scenarios (each runs the baseline figures it is compared with):
               threads per connection, a broadcast to all, 503 past the cap
   overhead    bytes on the wire per message, SSE and WebSocket, 16 B / 1 KiB / 64 KiB, both ways
   all         everything above (about three minutes on two cores at --reps 3)
+  cluster     not in 'all': the same broadcast to 3 x 1,000 SSE streams, three ways: one
+              instance (3,000 direct), three with --broker (Redis; 1,000 direct on each, the
+              POST to one), the same three behind nginx (streams and POST through it);
+              latency, fan-out completion and the cost of each hop; every stream must get
+              every event, with ids one after another. Needs redis-server and nginx (on
+              PATH, or $REDIS_SERVER and $NGINX); without them it says so and exits 0
 
 Options:
   --reps N            repetitions of each figure; the table shows min/median/max [3]
@@ -245,7 +266,7 @@ Options:
   --child             the server as a child process in every scenario (fan-out and hold
                       always use one)
   --url URL           measure a server that is running (http://127.0.0.1:PORT) instead
-  --subscribers LIST  fan-out sizes [100,1000,5000,10000]
+  --subscribers LIST  fan-out sizes [100,1000,5000,10000]; for cluster, per instance [1000]
   --events N          events per fan-out run, at most 60 [20]
   --gap-ms MS         time between fan-out events [100]
 

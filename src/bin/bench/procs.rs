@@ -16,6 +16,11 @@
 //!
 //! A helper exits when its stdin closes, so no child outlives the bench,
 //! and the bench also kills each one it started (by its handle) when done.
+//! The outside programs of the `cluster` scenario (redis-server, nginx)
+//! know nothing of that stdin, so each runs under a helper of its own, a
+//! guard (`bench __guard PROGRAM ARGS…`, in `outside.rs`), which stops it
+//! when its stdin closes: even a bench killed with SIGKILL leaves nothing
+//! behind.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -37,6 +42,11 @@ pub struct Helper {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     pub pid: u32,
+    /// How long, once its stdin is closed, the helper may take to end by
+    /// itself before it is killed: nothing for the bench's own helpers,
+    /// which exit at once; a few seconds for a guard, which must first
+    /// stop the program it guards.
+    grace: Duration,
 }
 
 impl Helper {
@@ -73,7 +83,14 @@ impl Helper {
             stdin: child.stdin.take(),
             child,
             lines,
+            grace: Duration::ZERO,
         })
+    }
+
+    /// The same helper, given `grace` to end by itself when dropped.
+    pub fn with_grace(mut self, grace: Duration) -> Helper {
+        self.grace = grace;
+        self
     }
 
     /// Waits for a line that starts with `prefix`; returns the rest of it.
@@ -103,6 +120,10 @@ impl Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         drop(self.stdin.take());
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -114,6 +135,7 @@ pub fn run_helper(mode: &str, args: &[String]) -> ExitCode {
         "serve" => serve(args),
         "tcp-echo" => tcp_echo(),
         "fanout-writer" => fanout_writer(args),
+        "guard" => crate::outside::guard(args),
         other => Err(format!("unknown helper mode '{other}'")),
     };
     match result {
@@ -133,7 +155,8 @@ fn exit_when_stdin_closes() {
     });
 }
 
-fn say(line: &str) {
+/// A line to the bench, which reads the helper's stdout.
+pub fn say(line: &str) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

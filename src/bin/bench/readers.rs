@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use realtime_by_hand::client::read_response_head;
-use realtime_by_hand::client::sse::{EventStreamParser, Item};
+use realtime_by_hand::client::sse::{Dechunker, EventStreamParser, Item, SseEvent};
 use realtime_by_hand::random;
 use realtime_by_hand::websocket::handshake::accept_key;
 use realtime_by_hand::websocket::message::{Event, Role};
@@ -62,7 +62,10 @@ pub enum Kind {
 }
 
 enum Decoder {
-    Sse(EventStreamParser),
+    /// An event stream, and its dechunker when it arrives in chunks: this
+    /// server ends a stream by closing the connection, but nginx in front
+    /// of it sends an HTTP/1.1 client `Transfer-Encoding: chunked`.
+    Sse(EventStreamParser, Option<Dechunker>),
     Ws(Box<Protocol>),
 }
 
@@ -74,12 +77,24 @@ pub struct Sub {
     pub got: u64,
     /// Each event's arrival, in the order seen.
     pub arrivals: Vec<(usize, Instant)>,
+    /// SSE only: every marked event as it came, with its `id:`, repeats
+    /// included, for the cluster's check that ids follow one another.
+    pub ids: Vec<(usize, u64)>,
+    /// SSE only: the welcome's `id:`, where this stream's ids start from.
+    pub first_id: Option<u64>,
+    /// SSE only: `periodic_update` events seen. The bench starts servers
+    /// with `--tick-secs 0`, so there must be none.
+    pub ticks: usize,
+    /// Which server this subscriber was opened on, when a set-up has
+    /// several (the cluster's instances); 0 otherwise.
+    pub on: usize,
     dead: bool,
 }
 
 /// How an attempt to subscribe ended.
 pub enum Opened {
-    Sub(Sub),
+    /// Boxed: a subscriber is large beside the other two answers.
+    Sub(Box<Sub>),
     /// `503`: the server is at its cap.
     Refused,
     Failed(String),
@@ -109,10 +124,14 @@ pub fn open(kind: Kind, addr: SocketAddr) -> Opened {
         decoder,
         got: 0,
         arrivals: Vec::new(),
+        ids: Vec::new(),
+        first_id: None,
+        ticks: 0,
+        on: 0,
         dead: false,
     };
     sub.take(&leftover, Instant::now(), None);
-    Opened::Sub(sub)
+    Opened::Sub(Box::new(sub))
 }
 
 type Handshake = Result<Option<(Decoder, Vec<u8>)>, String>;
@@ -123,7 +142,7 @@ fn raw_handshake(stream: &mut TcpStream) -> Handshake {
     stream
         .read_exact(&mut hello)
         .map_err(|e| format!("the raw writer's hello: {e}"))?;
-    Ok(Some((Decoder::Sse(EventStreamParser::new()), hello)))
+    Ok(Some((Decoder::Sse(EventStreamParser::new(), None), hello)))
 }
 
 fn sse_handshake(stream: &mut TcpStream, addr: SocketAddr) -> Handshake {
@@ -134,7 +153,15 @@ fn sse_handshake(stream: &mut TcpStream, addr: SocketAddr) -> Handshake {
         .map_err(|e| e.to_string())?;
     let (head, leftover) = read_response_head(stream).map_err(|e| e.to_string())?;
     match head.status {
-        200 => Ok(Some((Decoder::Sse(EventStreamParser::new()), leftover))),
+        200 => {
+            let dechunker = head
+                .has_token("transfer-encoding", "chunked")
+                .then(Dechunker::default);
+            Ok(Some((
+                Decoder::Sse(EventStreamParser::new(), dechunker),
+                leftover,
+            )))
+        }
         503 => Ok(None),
         status => Err(format!("GET /events answered {status} {}", head.reason)),
     }
@@ -199,10 +226,21 @@ impl Sub {
     fn take(&mut self, bytes: &[u8], now: Instant, shared: Option<&Shared>) {
         let mut seen = Vec::new();
         match &mut self.decoder {
-            Decoder::Sse(parser) => {
+            Decoder::Sse(parser, dechunker) => {
+                let mut plain = Vec::new();
+                let bytes = match dechunker {
+                    Some(dechunker) => match dechunker.feed(bytes, &mut plain) {
+                        Ok(()) => &plain[..],
+                        Err(_) => {
+                            self.dead = true;
+                            return;
+                        }
+                    },
+                    None => bytes,
+                };
                 for item in parser.feed(bytes) {
                     if let Item::Event(event) = item {
-                        seen.extend(find_marker(&event.data));
+                        seen.extend(self.note_sse(&event));
                     }
                 }
             }
@@ -226,6 +264,26 @@ impl Sub {
         }
         for seq in seen {
             self.record(seq, now, shared);
+        }
+    }
+
+    /// An SSE event's marker, if it has one; its id goes to `ids`, or to
+    /// `first_id` for the first event without a marker (the welcome).
+    fn note_sse(&mut self, event: &SseEvent) -> Option<usize> {
+        let id = event.last_event_id.parse().ok();
+        match find_marker(&event.data) {
+            Some(seq) => {
+                self.ids.extend(id.map(|id| (seq, id)));
+                Some(seq)
+            }
+            None => {
+                if event.data.contains("\"type\":\"periodic_update\"") {
+                    self.ticks += 1;
+                } else if self.first_id.is_none() {
+                    self.first_id = id;
+                }
+                None
+            }
         }
     }
 
@@ -266,7 +324,7 @@ pub fn open_many(kind: Kind, addr: SocketAddr, n: usize, progress: &Progress, wh
                     let mut crowd = Crowd::default();
                     for _ in (first..n).step_by(CONNECTORS) {
                         match open(kind, addr) {
-                            Opened::Sub(sub) => crowd.subs.push(sub),
+                            Opened::Sub(sub) => crowd.subs.push(*sub),
                             Opened::Refused => crowd.refused += 1,
                             Opened::Failed(e) => {
                                 crowd.failed += 1;

@@ -25,6 +25,9 @@ pub struct Setup {
     pub max_body: Option<usize>,
     /// Run it as a child process even if it would fit here.
     pub child: bool,
+    /// `--broker URL`: share the event log in this Redis (the cluster;
+    /// always a child process then).
+    pub broker: Option<String>,
 }
 
 /// A server to measure.
@@ -76,7 +79,8 @@ pub fn start(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
     })
 }
 
-fn child(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
+/// The server as a child process (`bench __serve`), whatever the options.
+pub fn child(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
     let mut args: Vec<String> = ["__serve", "--port", "0", "--quiet", "--tick-secs", "0"]
         .map(String::from)
         .to_vec();
@@ -86,6 +90,9 @@ fn child(ctx: &Ctx, setup: &Setup) -> Result<Target, String> {
     if let Some(n) = setup.max_body {
         args.extend(["--max-body".into(), n.to_string()]);
         args.extend(["--max-chat-bytes".into(), n.to_string()]);
+    }
+    if let Some(url) = &setup.broker {
+        args.extend(["--broker".into(), url.clone()]);
     }
     let helper = Helper::spawn(&args, ctx.helper_core())?;
     let addr = helper.expect("listening ", Duration::from_secs(10))?;
