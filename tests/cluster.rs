@@ -24,6 +24,7 @@ mod clients;
 mod harness;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -301,13 +302,23 @@ fn next_seen(seen: &mpsc::Receiver<Seen>, notices: &mut Vec<String>) -> Broadcas
     panic!("100 reports and no event: {notices:?}");
 }
 
-/// The instance whose `/stats` counts one SSE stream.
+/// The instance that serves the one SSE stream of the cluster, once its
+/// `/stats` counts it (within 5 s). Killed instances are not asked.
 fn instance_with_a_stream(cluster: &Cluster) -> usize {
-    let with: Vec<usize> = (0..3)
-        .filter(|&i| cluster.instances[i].is_running())
-        .filter(|&i| stat(cluster.addr(i), "sse_connections") == 1)
-        .collect();
-    assert_eq!(with.len(), 1, "one stream, on one instance: {with:?}");
+    let mut with = Vec::new();
+    let found = eventually(Duration::from_secs(5), || {
+        let running = (0..3).filter(|&i| cluster.instances[i].is_running());
+        let counts: Vec<(usize, u64)> = running
+            .map(|i| (i, stat(cluster.addr(i), "sse_connections")))
+            .collect();
+        with = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(i, _)| *i)
+            .collect();
+        counts.iter().map(|(_, n)| n).sum::<u64>() == 1
+    });
+    assert!(found, "not one stream in the cluster: on {with:?}");
     with[0]
 }
 
@@ -326,10 +337,6 @@ fn a_stream_through_nginx_outlives_its_instance() {
             notices.push(n);
         }
     }
-    assert!(eventually(Duration::from_secs(5), || (0..3)
-        .map(|i| stat(cluster.addr(i), "sse_connections"))
-        .sum::<u64>()
-        == 1));
     let victim = instance_with_a_stream(&cluster);
     let survivor = cluster.addr((victim + 1) % 3);
     for n in 1..=5 {
@@ -755,7 +762,7 @@ fn websocket_through_defaults(addr: SocketAddr) -> String {
     let on_ws = raw_handshake(addr, "/ws");
     assert_eq!(on_ws.status, 400, "{}", on_ws.text());
     assert_eq!(
-        on_ws.text(),
+        on_ws.text().trim_end(),
         "WebSocket handshake refused: WebSocket needs HTTP/1.1"
     );
     let on_root = raw_handshake(addr, "/");
@@ -771,7 +778,7 @@ fn websocket_through_defaults(addr: SocketAddr) -> String {
         "GET /ws with Upgrade: {} {:?}; GET / with Upgrade: {} (the demo page, {} bytes, not the chat); \
          our WsClient says: {client}",
         on_ws.status,
-        on_ws.text(),
+        on_ws.text().trim_end(),
         on_root.status,
         on_root.body.len()
     )
@@ -846,11 +853,43 @@ fn post_noted(poster: &mut Poster, posted: &mut HashMap<u64, Instant>, message: 
     posted.insert(id, Instant::now());
 }
 
+/// The response head an instance sends nginx-defaults.conf's HTTP/1.0
+/// request for `/events`, in bytes: it sits in nginx's first buffer too.
+fn upstream_head_len(instance: SocketAddr) -> usize {
+    let mut stream = connect(instance);
+    stream
+        .write_all(b"GET /events HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        let n = stream.read(&mut byte).expect("read the head");
+        assert_eq!(n, 1, "the stream ended inside its head");
+        head.push(byte[0]);
+    }
+    head.len()
+}
+
+/// What the buffering test saw, and when.
+struct BufferedRun {
+    chunks: Vec<usize>,
+    events: Vec<Arrived>,
+    posted: HashMap<u64, Instant>,
+    opened: Instant,
+    first_bytes: Instant,
+    late_posted: Instant,
+    killed: Instant,
+}
+
 #[test]
 #[ignore = "needs redis-server and nginx (tests/cluster/run.sh)"]
 fn nginx_ignoring_x_accel_buffering_holds_events_until_a_buffer_fills() {
     let mut cluster = Cluster::with_nginx("buffered", &[], "nginx-defaults.conf");
     let pieces = raw_reader(cluster.nginx().addr_ignoring, "/events");
+    // Nothing comes back to say the stream is open (that is the point),
+    // so the instances are asked.
+    let victim = instance_with_a_stream(&cluster);
+    let head_len = upstream_head_len(cluster.addr(victim));
     let mut timeline = Timeline::default();
     let mut poster = Poster::new(cluster.addr(0));
     let mut posted = HashMap::new();
@@ -881,89 +920,99 @@ fn nginx_ignoring_x_accel_buffering_holds_events_until_a_buffer_fills() {
         "not held"
     );
     // 4. The stream ends (its instance is stopped): nginx lets go.
-    let victim = instance_with_a_stream(&cluster);
+    let killed = Instant::now(); // (taken first: nginx may flush before kill() returns)
     cluster.instances[victim].kill();
-    let killed = Instant::now();
     for _ in 0..50 {
         if !timeline.take(&pieces, Duration::from_secs(2)) {
             break;
         }
     }
     let (chunks, events) = events_with_arrivals(&timeline);
-    report_buffering(
-        &chunks,
-        &events,
-        &posted,
+    let run = BufferedRun {
+        chunks,
+        events,
+        posted,
         opened,
         first_bytes,
-        killed,
         late_posted,
-    );
+        killed,
+    };
+    print_buffered(&run, head_len);
+    check_buffered(&run, head_len);
 }
 
-/// Checks and prints what the buffering test saw.
-fn report_buffering(
-    chunks: &[usize],
-    events: &[Arrived],
-    posted: &HashMap<u64, Instant>,
-    opened: Instant,
-    first_bytes: Instant,
-    killed: Instant,
-    late_posted: Instant,
-) {
+/// The broadcasts of the run, without the stream's opening.
+fn broadcasts(run: &BufferedRun) -> Vec<&Arrived> {
     let opening = ["welcome", "initial_data"];
-    let broadcasts: Vec<&Arrived> = events
-        .iter()
-        .filter(|e| !opening.contains(&e.kind.as_str()))
-        .collect();
+    let kept = run.events.iter();
+    kept.filter(|e| !opening.contains(&e.kind.as_str()))
+        .collect()
+}
+
+/// Every event came, once and in order, but only when a buffer filled or
+/// the stream ended.
+fn check_buffered(run: &BufferedRun, head_len: usize) {
+    let broadcasts = broadcasts(run);
     let ids: Vec<u64> = broadcasts.iter().map(|e| e.id).collect();
-    check_sequence("the buffered stream", &ids, 1, posted.len() as u64);
-    // Every chunk but the last (sent when the stream ended) is one full
-    // buffer.
+    check_sequence("the buffered stream", &ids, 1, run.posted.len() as u64);
+    // nginx's buffers are 4096 bytes (one memory page). The first holds
+    // the instance's response head as well, so its chunk is shorter by
+    // that; every later one but the last (sent when the stream ended)
+    // is a full buffer.
+    let chunks = &run.chunks;
     assert!(chunks.len() >= 2, "{chunks:?}");
-    assert!(
-        chunks[..chunks.len() - 1].iter().all(|&size| size == 4096),
-        "{chunks:?}"
-    );
-    let fillers = broadcasts
-        .iter()
-        .filter(|e| e.message.starts_with("filler"))
-        .count();
-    let in_first = broadcasts.iter().filter(|e| e.at <= first_bytes).count();
-    let mut lines = Vec::new();
-    for event in &broadcasts {
-        let sent = posted[&event.id];
-        let delay = event.at - sent;
+    assert_eq!(chunks[0] + head_len, 4096, "{chunks:?}, head {head_len}");
+    let middle = &chunks[1..chunks.len() - 1];
+    assert!(middle.iter().all(|&size| size == 4096), "{chunks:?}");
+    for event in broadcasts {
+        let delay = event.at - run.posted[&event.id];
         if event.message.starts_with("early") {
-            assert!(
-                delay >= Duration::from_secs(2),
-                "{}: {}",
-                event.message,
-                ms(delay)
-            );
+            assert!(delay >= Duration::from_secs(2), "{}", ms(delay));
         }
         if event.message.starts_with("late") {
-            assert!(event.at >= killed && event.at - killed < Duration::from_secs(1));
-            assert!(event.at - late_posted >= Duration::from_millis(1500));
-        }
-        if !event.message.starts_with("filler") || event.at > first_bytes || fillers < 3 {
-            lines.push(format!(
-                "  id {:3}  {:10}  posted at {:7.3} s  arrived at {:7.3} s  held {}",
-                event.id,
-                event.message,
-                (sent - opened).as_secs_f64(),
-                (event.at - opened).as_secs_f64(),
-                ms(delay)
-            ));
+            assert!(event.at >= run.killed, "{} before the end", event.message);
+            assert!(event.at - run.killed < Duration::from_secs(1));
+            assert!(event.at - run.late_posted >= Duration::from_millis(1500));
         }
     }
+}
+
+/// The run as a table: the early and late events, and the fillers on
+/// either side of the first flush.
+fn print_buffered(run: &BufferedRun, head_len: usize) {
+    let broadcasts = broadcasts(run);
+    let in_first = broadcasts
+        .iter()
+        .filter(|e| e.at <= run.first_bytes)
+        .count();
+    let seconds = |at: Instant| (at - run.opened).as_secs_f64();
+    let mut lines = Vec::new();
+    for (i, event) in broadcasts.iter().enumerate() {
+        let next_is_later = broadcasts.get(i + 1).is_some_and(|n| n.at > event.at);
+        let previous_was_earlier = i > 0 && broadcasts[i - 1].at < event.at;
+        let boundary = next_is_later || previous_was_earlier;
+        if event.message.starts_with("filler") && !boundary {
+            continue;
+        }
+        let sent = run.posted[&event.id];
+        lines.push(format!(
+            "  id {:3}  {:10}  posted at {:6.3} s  arrived at {:6.3} s  held {}",
+            event.id,
+            event.message,
+            seconds(sent),
+            seconds(event.at),
+            ms(event.at - sent)
+        ));
+    }
     println!(
-        "cluster: nginx with proxy_ignore_headers X-Accel-Buffering: the head and the first events \
-         arrived only {:.3} s after the stream was opened, once {in_first} events had been posted \
-         ({fillers} of them fillers); the body came in chunks of {chunks:?} bytes, the last when the \
-         stream ended ({} after its instance was killed). Each event (fillers left out):\n{}",
-        (first_bytes - opened).as_secs_f64(),
-        ms(broadcasts.last().map_or(killed, |e| e.at) - killed),
+        "cluster: nginx with proxy_ignore_headers X-Accel-Buffering: the response head and the \
+         first events reached the client {:.3} s after the stream opened, once {in_first} events \
+         were out; the body came in chunks of {:?} bytes (the first buffer of 4096 also held the \
+         instance's {head_len}-byte head), the last when the stream ended, {} after its instance \
+         was killed. The events (fillers only where a flush fell):\n{}",
+        seconds(run.first_bytes),
+        run.chunks,
+        ms(broadcasts.last().map_or(run.killed, |e| e.at) - run.killed),
         lines.join("\n")
     );
 }

@@ -135,8 +135,10 @@ pub fn check_sequence(who: &str, ids: &[u64], first: u64, last: u64) {
     let mut expected = first;
     for (at, &id) in ids.iter().enumerate() {
         if id != expected {
-            let what = if id > expected {
-                format!("a gap: {expected} to {} missing", id - 1)
+            let what = if id == expected + 1 {
+                format!("a gap: {expected} is missing")
+            } else if id > expected {
+                format!("a gap: {expected} to {} are missing", id - 1)
             } else if ids[..at].contains(&id) {
                 format!("id {id} a second time")
             } else {

@@ -494,7 +494,9 @@ pub fn instance_args(broker: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", "0", "--tick-secs", "0"]
         .map(String::from)
         .to_vec();
-    args.extend(["--broker".to_string(), broker.to_string()]);
+    if std::env::var("HACK").is_err() {
+        args.extend(["--broker".to_string(), broker.to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -529,7 +531,8 @@ impl Cluster {
     /// The same, with nginx in front on the configuration `template`.
     pub fn with_nginx(label: &str, extra: &[&str], template: &str) -> Cluster {
         let mut cluster = Cluster::start(label, extra);
-        let upstreams = [0, 1, 2].map(|i| cluster.instances[i].addr);
+        let upstreams = [0, 1, 2]
+            .map(|i| cluster.instances[if std::env::var("HACK").is_ok() { 0 } else { i }].addr);
         cluster.nginx = Some(Nginx::start(&cluster.dir.path, template, &upstreams));
         cluster
     }
