@@ -70,6 +70,11 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Whether `GET /inspect` reports frames.
     pub inspect: bool,
+    /// `redis://HOST:PORT[/PREFIX]`: share one event log with other
+    /// instances through Redis (`app::broker`); `None`, the in-process hub.
+    pub broker: Option<String>,
+    /// Start even when the broker cannot be reached (and keep trying).
+    pub broker_optional: bool,
     /// No log lines.
     pub quiet: bool,
 }
@@ -105,6 +110,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             inspect: true,
             quiet: false,
+            broker: None,
+            broker_optional: false,
         }
     }
 }
@@ -155,7 +162,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 26] = [
+const VALUE_FLAGS: [&str; 27] = [
     "--host",
     "--port",
     "--public",
@@ -182,10 +189,17 @@ const VALUE_FLAGS: [&str; 26] = [
     "--close-timeout-secs",
     "--allowed-host",
     "--allowed-origin",
+    "--broker",
 ];
 
 /// Flags that stand alone.
-const SWITCHES: [&str; 4] = ["--no-inspect", "--quiet", "--help", "-h"];
+const SWITCHES: [&str; 5] = [
+    "--no-inspect",
+    "--quiet",
+    "--broker-optional",
+    "--help",
+    "-h",
+];
 
 pub const USAGE: &str =
     "usage: realtime-by-hand [--host ADDR] [--port N] [options]   (--help lists them all)";
@@ -229,6 +243,10 @@ Options (defaults in brackets):
                              [localhost, 127.0.0.0/8, [::1] and the --host address]
   --allowed-origin ORIGIN    also accept pages from ORIGIN on the WebSocket and the
                              trigger (repeatable; '*' = any) [no Origin, null, loopback, own]
+  --broker redis://HOST:PORT[/PREFIX]
+                             share ids, history and chat with other instances through
+                             Redis (key names start with PREFIX) [none: in-process hub]
+  --broker-optional          start even if the broker is unreachable, and keep trying
   --no-inspect               turn off the /inspect frame stream
   --quiet                    no log lines
   --help                     this text
@@ -319,6 +337,9 @@ impl Config {
             "--close-timeout-secs" => self.close_timeout = parse_positive_secs(f, v)?,
             "--allowed-host" => self.allowed_hosts.push(parse_allowed_host(f, v)?),
             "--allowed-origin" => self.allowed_origins.push(parse_origin(f, v)?),
+            "--broker" if v.starts_with("redis://") => self.broker = Some(v.to_string()),
+            "--broker" => return Err(bad(f, v, "a URL redis://HOST:PORT[/PREFIX]")),
+            "--broker-optional" => self.broker_optional = true,
             "--no-inspect" => self.inspect = false,
             "--quiet" => self.quiet = true,
             "--help" | "-h" => return Err(ConfigError::HelpRequested),
@@ -640,6 +661,7 @@ mod tests {
                 "--public" => env!("CARGO_MANIFEST_DIR"),
                 "--allowed-origin" => "http://a.test",
                 "--allowed-host" => "demo.test",
+                "--broker" => "redis://127.0.0.1:6379/demo",
                 _ => "1",
             };
             assert!(parse(&[flag, value]).is_ok(), "{flag}");

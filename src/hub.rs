@@ -19,6 +19,11 @@
 //!   history, so nothing is lost;
 //! - the hub's lock is held only to touch the hub's own data: sockets are
 //!   written by the connection threads and the fan-out, never under it.
+//!
+//! In a cluster (`--broker`, `app/broker.rs`) the ids are handed out by
+//! Redis instead, and the broker's reader brings each event in with
+//! [`Hub::append`]; if the ids start over there, [`Hub::restart`] starts
+//! them over here, and tells every subscriber with a `reset` event.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +31,7 @@ use std::sync::mpsc::{channel, Receiver, RecvError, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::json;
 use crate::sse::format as sse;
 use crate::websocket::frame::{self, OpCode};
 
@@ -85,6 +91,41 @@ impl Event {
     /// The whole WebSocket frame in one piece (a copy: for tests).
     pub fn ws_frame(&self) -> Vec<u8> {
         [&self.ws_head[..], self.data.as_bytes()].concat()
+    }
+}
+
+/// An event before it has its id: everything that does not depend on
+/// the id, made outside the hub's lock.
+struct EventBody {
+    name: Option<String>,
+    data: Arc<str>,
+    ws_head: Vec<u8>,
+}
+
+impl EventBody {
+    fn new(name: Option<&str>, data: &str) -> EventBody {
+        let mut ws_head = Vec::with_capacity(frame::MAX_HEADER_LEN);
+        frame::encode_header(&mut ws_head, true, OpCode::Text, None, data.len() as u64);
+        EventBody {
+            name: name.map(str::to_string),
+            data: Arc::from(data),
+            ws_head,
+        }
+    }
+
+    fn with_id(self, id: u64) -> Event {
+        let name = self.name.as_deref();
+        let sse = match sse::event_head(Some(id), name, &self.data) {
+            Some(head) => SseFraming::Around(head),
+            None => SseFraming::Whole(sse::format_event(Some(id), name, &self.data)),
+        };
+        Event {
+            id,
+            name: self.name,
+            data: self.data,
+            sse,
+            ws_head: self.ws_head,
+        }
     }
 }
 
@@ -180,6 +221,22 @@ struct HubState {
     history: VecDeque<Arc<Event>>,
     subscribers: Vec<Subscriber>,
     next_key: u64,
+    /// Counts the times the ids started over ([`Hub::restart`]): a place
+    /// in the stream is an id *in a generation*.
+    generation: u64,
+    /// The `reset` event of the latest restart, for readers that find
+    /// themselves in an older generation.
+    reset: Option<Arc<Event>>,
+}
+
+/// A reader's place in the stream of events: the newest event it has
+/// taken, and the generation that id belongs to. After a restart the same
+/// number means another event, so a place from an older generation is
+/// not compared by id at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    pub generation: u64,
+    pub id: u64,
 }
 
 pub struct Hub {
@@ -205,6 +262,18 @@ pub enum After {
     Events(Vec<Arc<Event>>),
     /// Some of them are no longer kept: the reader fell too far behind.
     Missed,
+    /// The ids started over since that place (see [`Hub::restart`]): the
+    /// reader sends the `reset` event, whose id is its new place, and
+    /// goes on from there.
+    Restarted { reset: Arc<Event>, place: Place },
+}
+
+/// An event that does not follow the newest one ([`Hub::append`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The id that should have come next.
+    pub expected: u64,
+    pub got: u64,
 }
 
 /// A reader of the hub, counted among its subscribers while it lives.
@@ -224,6 +293,19 @@ pub struct Replay {
     pub events: Vec<Arc<Event>>,
     /// The newest id at that moment (0 before any event).
     pub newest_id: u64,
+    /// The generation `newest_id` and the events belong to.
+    pub generation: u64,
+}
+
+impl Replay {
+    /// Where a reader that has written this replay stands.
+    pub fn place_after(&self) -> Place {
+        let id = self.events.last().map_or(self.newest_id, |e| e.id);
+        Place {
+            generation: self.generation,
+            id,
+        }
+    }
 }
 
 /// What a publish did.
@@ -246,6 +328,8 @@ impl Hub {
                 history: VecDeque::with_capacity(keep.min(4096)),
                 subscribers: Vec::new(),
                 next_key: 0,
+                generation: 0,
+                reset: None,
             }),
             changed: Condvar::new(),
             history_limit,
@@ -272,30 +356,63 @@ impl Hub {
         }
         // What does not depend on the id is made before taking the lock,
         // so the lock is held as briefly as possible.
-        let mut ws_head = Vec::with_capacity(frame::MAX_HEADER_LEN);
-        frame::encode_header(&mut ws_head, true, OpCode::Text, None, data.len() as u64);
-        let shared: Arc<str> = Arc::from(data);
-        let mut state = self.state();
+        let body = EventBody::new(name, data);
+        let state = self.state();
         let id = state.last_id + 1;
-        let sse = match sse::event_head(Some(id), name, data) {
-            Some(head) => SseFraming::Around(head),
-            None => SseFraming::Whole(sse::format_event(Some(id), name, data)),
-        };
-        let event = Arc::new(Event {
-            id,
-            name: name.map(str::to_string),
-            data: shared,
-            sse,
-            ws_head,
-        });
+        Ok(self.insert_locked(state, id, body))
+    }
+
+    /// Adds an event whose id was given elsewhere: by the cluster's log in
+    /// Redis, which hands out the ids for every instance (`app/broker.rs`).
+    /// An id already here is a duplicate and changes nothing (`Ok(None)`);
+    /// one that skips ids is refused, since the history must hold
+    /// consecutive ids: the caller decides what the gap means.
+    pub fn append(
+        &self,
+        id: u64,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<Option<Published>, Gap> {
+        let body = EventBody::new(name, data);
+        let state = self.state();
+        let expected = state.last_id + 1;
+        match id {
+            _ if id < expected => Ok(None),
+            _ if id > expected => Err(Gap { expected, got: id }),
+            _ => Ok(Some(self.insert_locked(state, id, body))),
+        }
+    }
+
+    fn insert_locked(
+        &self,
+        mut state: MutexGuard<'_, HubState>,
+        id: u64,
+        body: EventBody,
+    ) -> Published {
+        let event = Arc::new(body.with_id(id));
         state.last_id = id;
         if state.history.len() == self.keep {
             state.history.pop_front();
         }
         state.history.push_back(Arc::clone(&event));
         let mut delivered = self.readers.load(Ordering::Relaxed);
+        let dropped = Self::queue_to_all(&mut state, &event, self.queue_limit, &mut delivered);
+        drop(state);
+        // One wake-up call for every reader waiting for an event.
+        self.changed.notify_all();
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        Published { id, delivered }
+    }
+
+    /// Puts `event` in every subscriber's queue; returns how many were
+    /// dropped instead because theirs was full.
+    fn queue_to_all(
+        state: &mut HubState,
+        event: &Arc<Event>,
+        limit: usize,
+        delivered: &mut usize,
+    ) -> u64 {
         let mut dropped = 0;
-        let limit = self.queue_limit;
         state.subscribers.retain(|subscriber| {
             // Full: this subscriber is too far behind. Dropping its sender
             // ends its queue; the connection thread sees that after draining
@@ -305,15 +422,77 @@ impl Hub {
                 return false;
             }
             subscriber.pending.fetch_add(1, Ordering::Relaxed);
-            let sent = subscriber.queue.send(Arc::clone(&event)).is_ok();
-            delivered += usize::from(sent);
+            let sent = subscriber.queue.send(Arc::clone(event)).is_ok();
+            *delivered += usize::from(sent);
             sent
         });
+        dropped
+    }
+
+    /// The ids start over: the history is replaced by `events` (oldest
+    /// first, consecutive ids, possibly none) and the newest id becomes
+    /// `newest`, which may be lower than before. Used by `app/broker.rs`
+    /// when Redis lost its data, or when this instance missed events it
+    /// can no longer get.
+    ///
+    /// Every subscriber is told, with a `reset` event (`why` is its
+    /// message) whose `id:` is the new newest id: a chat client gets it in
+    /// its queue; a reader, whose place is now in an older generation, gets
+    /// [`After::Restarted`] and sends it. A browser that stores the reset's
+    /// id resumes in the new sequence, not the old one.
+    pub fn restart<'a>(
+        &self,
+        newest: u64,
+        events: impl IntoIterator<Item = (u64, Option<&'a str>, &'a str)>,
+        why: &str,
+    ) {
+        let bodies: Vec<(u64, EventBody)> = events
+            .into_iter()
+            .map(|(id, name, data)| (id, EventBody::new(name, data)))
+            .collect();
+        let mut state = self.state();
+        state.generation += 1;
+        state.history.clear();
+        state.last_id = newest;
+        if let Some((first, _)) = bodies.first() {
+            state.last_id = first - 1;
+        }
+        for (id, body) in bodies {
+            if id != state.last_id + 1 {
+                // Not consecutive: keep only what follows the hole.
+                state.history.clear();
+            }
+            state.last_id = id;
+            if state.history.len() == self.keep {
+                state.history.pop_front();
+            }
+            state.history.push_back(Arc::new(body.with_id(id)));
+        }
+        let newest = state.last_id;
+        let data = json::object([
+            ("type", "reset".into()),
+            ("message", why.into()),
+            ("newestId", newest.into()),
+        ]);
+        let reset = Arc::new(EventBody::new(None, &data.to_string()).with_id(newest));
+        state.reset = Some(Arc::clone(&reset));
+        let mut delivered = 0;
+        let dropped = Self::queue_to_all(&mut state, &reset, self.queue_limit, &mut delivered);
         drop(state);
-        // One wake-up call for every reader waiting for an event.
         self.changed.notify_all();
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
-        Ok(Published { id, delivered })
+    }
+
+    /// Waits until the event `id` is here (or `timeout` passes); `true`
+    /// if it is. In a cluster, an event published through Redis reaches
+    /// this hub a moment later, by the broker's reader.
+    pub fn wait_for(&self, id: u64, timeout: Duration) -> bool {
+        let state = self.state();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.last_id < id)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.last_id >= id
     }
 
     /// Joins the broadcast. With `last_event_id`, the events after it are
@@ -396,6 +575,7 @@ impl Hub {
             resume,
             events: replay,
             newest_id: newest,
+            generation: state.generation,
         }
     }
 
@@ -405,31 +585,55 @@ impl Hub {
         Reader(Arc::clone(&self.readers))
     }
 
-    /// The events after `id`, if they are still kept.
-    pub fn events_after(&self, id: u64) -> After {
-        Self::after_locked(&self.state(), id)
+    /// The events after `place`, if they are still kept.
+    pub fn events_after(&self, place: Place) -> After {
+        Self::after_locked(&self.state(), place)
     }
 
-    /// Waits until there is an event after `id` (or `timeout` passes), then
-    /// returns the events after it. The history is a reader's queue: it
-    /// holds its place by id, and one wake-up call tells every waiting
+    /// Waits until there is an event after `place` (or `timeout` passes),
+    /// then returns the events after it. The history is a reader's queue:
+    /// it holds its place by id, and one wake-up call tells every waiting
     /// reader at once.
-    pub fn wait_after(&self, id: u64, timeout: Duration) -> After {
+    pub fn wait_after(&self, place: Place, timeout: Duration) -> After {
         let state = self.state();
         let (state, _) = self
             .changed
-            .wait_timeout_while(state, timeout, |s| s.last_id <= id)
+            .wait_timeout_while(state, timeout, |s| {
+                s.generation == place.generation && s.last_id <= place.id
+            })
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Self::after_locked(&state, id)
+        Self::after_locked(&state, place)
     }
 
-    fn after_locked(state: &HubState, id: u64) -> After {
+    fn after_locked(state: &HubState, place: Place) -> After {
+        if place.generation != state.generation {
+            if let Some(reset) = &state.reset {
+                let place = Place {
+                    generation: state.generation,
+                    id: reset.id,
+                };
+                return After::Restarted {
+                    reset: Arc::clone(reset),
+                    place,
+                };
+            }
+        }
+        let id = place.id;
         let oldest = state.history.front().map_or(state.last_id + 1, |e| e.id);
         if id + 1 < oldest {
             return After::Missed;
         }
         let skip = (id + 1 - oldest) as usize;
         After::Events(state.history.iter().skip(skip).cloned().collect())
+    }
+
+    /// Where a reader that starts now stands: after the newest event.
+    pub fn newest_place(&self) -> Place {
+        let state = self.state();
+        Place {
+            generation: state.generation,
+            id: state.last_id,
+        }
     }
 
     /// How far one reader may fall behind the newest event before it is
@@ -595,5 +799,83 @@ mod tests {
         assert!(hub.publish(Some("a\ndata: evil"), "{}").is_err());
         assert!(hub.publish(Some("a\rb"), "{}").is_err());
         assert_eq!(hub.last_id(), 0, "a refused event takes no id");
+    }
+
+    #[test]
+    fn appended_ids_must_follow_on() {
+        let hub = Hub::new(10, 10);
+        let sub = hub.subscribe(None);
+        assert_eq!(hub.append(1, None, "{}").unwrap().map(|p| p.id), Some(1));
+        assert_eq!(
+            hub.append(1, None, "{}"),
+            Ok(None),
+            "a duplicate changes nothing"
+        );
+        assert_eq!(
+            hub.append(3, None, "{}"),
+            Err(Gap {
+                expected: 2,
+                got: 3
+            })
+        );
+        assert_eq!(
+            hub.append(2, Some("note"), "{}").unwrap().map(|p| p.id),
+            Some(2)
+        );
+        assert_eq!(drain(&sub), [1, 2]);
+        assert_eq!(hub.last_id(), 2);
+    }
+
+    #[test]
+    fn a_restart_resets_every_reader_and_subscriber_once() {
+        let hub = Hub::new(10, 10);
+        for _ in 0..5 {
+            hub.publish(None, "{}").unwrap();
+        }
+        let chat = hub.subscribe(None);
+        let reader = hub.newest_place();
+        assert_eq!(reader.id, 5);
+        // Redis lost its data and two events were published since.
+        hub.restart(
+            2,
+            [(1, None, "{\"a\":1}"), (2, None, "{\"a\":2}")],
+            "ids start over",
+        );
+        assert_eq!(hub.last_id(), 2);
+        let reset = chat.events.try_recv().unwrap();
+        assert_eq!(
+            String::from_utf8(reset.sse_bytes()).unwrap(),
+            "id: 2\ndata: {\"type\":\"reset\",\"message\":\"ids start over\",\"newestId\":2}\n\n"
+        );
+        // The reader in the old sequence gets the reset and its new place,
+        // not the events whose ids happen to follow its old one.
+        let After::Restarted { reset: seen, place } = hub.wait_after(reader, Duration::ZERO) else {
+            panic!("expected a restart");
+        };
+        assert!(Arc::ptr_eq(&seen, &reset));
+        assert_eq!(place.id, 2);
+        hub.publish(None, "{}").unwrap();
+        let After::Events(next) = hub.wait_after(place, Duration::ZERO) else {
+            panic!("expected events");
+        };
+        assert_eq!(ids(&next), [3]);
+        assert_eq!(
+            ids(&hub.subscribe(Some(0)).replay),
+            [1, 2, 3],
+            "the new history"
+        );
+    }
+
+    #[test]
+    fn waiting_for_an_id_ends_when_it_arrives() {
+        let hub = Hub::new(10, 10);
+        assert!(!hub.wait_for(1, Duration::from_millis(10)));
+        let publisher = Arc::clone(&hub);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            publisher.append(1, None, "{}").unwrap();
+        });
+        assert!(hub.wait_for(1, Duration::from_secs(10)));
+        thread.join().unwrap();
     }
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use realtime_by_hand::config::{self, Config, ConfigError};
+use realtime_by_hand::redis::RedisUrl;
 use realtime_by_hand::server::Server;
 
 fn main() -> ExitCode {
@@ -19,6 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A malformed broker URL is a bad flag (status 2); an unreachable
+    // broker is a failure to start (status 1, below).
+    if let Some(Err(error)) = config.broker.as_deref().map(RedisUrl::parse) {
+        eprintln!("error: --broker: {error}\n{}", config::USAGE);
+        return ExitCode::from(2);
+    }
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
         // The error says what failed (the address, or the public
@@ -57,6 +64,15 @@ fn main() -> ExitCode {
         config.max_connections,
         size(config.max_buffered_bytes)
     );
+    if let Some(broker) = &server.app().broker {
+        let _ = writeln!(
+            out,
+            "  broker:      {} (keys {}:*): events are shared with every instance on it; this is instance {}",
+            broker.url.address(),
+            broker.url.prefix,
+            broker.instance
+        );
+    }
     let _ = out.flush();
     drop(out);
     server.run();

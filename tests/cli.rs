@@ -155,3 +155,27 @@ fn a_closed_stdout_does_not_stop_the_server() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+// An unreachable broker is a failure to start (1), like a port in use; a
+// URL that is not one is a bad flag (2).
+#[test]
+fn an_unreachable_broker_exits_1_and_a_bad_broker_url_exits_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let (status, _, stderr) = run(&["--port", "0", "--broker", &url], None);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot reach the broker {url}")),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run(&["--broker", "redis://127.0.0.1:notaport"], None);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a Redis URL"), "{stderr}");
+    let (status, _, stderr) = run(&["--broker", "http://127.0.0.1:6379"], None);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("redis://HOST:PORT"), "{stderr}");
+}

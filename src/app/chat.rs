@@ -14,11 +14,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use super::broker::PublishError;
 use super::{App, Counted};
 use crate::config::CONNECTION_STACK;
 use crate::hub::Queue;
 use crate::json::{self, Json, JsonError};
-use crate::sse::format::FieldError;
 use crate::time;
 use crate::websocket::message::CloseCode;
 use crate::websocket::protocol::Message;
@@ -148,8 +148,9 @@ pub enum ChatError {
     UsernameTooLong,
     /// `username` is not a string (the JSON kind it is).
     UsernameNotText(&'static str),
-    /// The hub refused the event.
-    Publish(FieldError),
+    /// The event was not published: the hub refused it, or the broker
+    /// could not take it.
+    Publish(PublishError),
 }
 
 impl fmt::Display for ChatError {
@@ -211,8 +212,7 @@ pub fn chat_message(text: &str, id: u64, app: &App) -> Result<(), ChatError> {
         ("timestamp", time::now_iso8601().into()),
         ("clientId", id.into()),
     ]);
-    app.hub
-        .publish(None, &data.to_string())
+    app.publish(None, &data.to_string())
         .map(drop)
         .map_err(ChatError::Publish)
 }

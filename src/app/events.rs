@@ -15,13 +15,17 @@ use std::time::{Duration, Instant};
 use super::fanout::{Joined, Mode, Stream, DIRECT_WRITE_TIMEOUT};
 use super::App;
 use crate::http::{write_all_within, RequestHead};
-use crate::hub::{After, Event, Hub, Replay, Resume};
+use crate::hub::{After, Event, Hub, Place, Replay, Resume};
 use crate::inspect::{ConnectionTap, Kind};
 use crate::json;
 use crate::sse::format::{format_comment, format_event, format_retry, STREAM_HEAD};
 use crate::sse::stream::{self, End, Feed, Next, Source, Timing};
 use crate::tap::{Direction, Tap};
 use crate::time;
+
+/// How long a resume waits for this instance to catch up with the
+/// cluster's log (`--broker`) before it calls an id too new.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// Hub events as SSE blocks: the hub made each event's framing once; here
 /// it is gathered, with the shared data, into the stream's write batch.
@@ -53,7 +57,7 @@ impl Feed for EventFeed {
 /// a number, and more than `--queue` events behind, it is let go.
 struct HubSource<'a> {
     hub: &'a Hub,
-    cursor: u64,
+    cursor: Place,
 }
 
 impl Source for HubSource<'_> {
@@ -63,10 +67,15 @@ impl Source for HubSource<'_> {
         match self.hub.wait_after(self.cursor, wait) {
             After::Events(events) if events.is_empty() => Next::Idle,
             After::Events(events) if events.len() <= self.hub.queue_limit() => {
-                self.cursor = events.last().map_or(self.cursor, |e| e.id);
+                self.cursor.id = events.last().map_or(self.cursor.id, |e| e.id);
                 Next::Items(events)
             }
             After::Events(_) | After::Missed => Next::Closed,
+            // The ids started over: the reset, then the new sequence.
+            After::Restarted { reset, place } => {
+                self.cursor = place;
+                Next::Items(vec![reset])
+            }
         }
     }
 }
@@ -102,7 +111,7 @@ pub fn serve_events(socket: TcpStream, head: RequestHead, app: &App, id: u64) {
     let end = match written {
         Err(e) => End::WriteFailed(e),
         Ok(()) => {
-            let cursor = replay.events.last().map_or(replay.newest_id, |e| e.id);
+            let cursor = replay.place_after();
             let ends_at = stream::jittered(app.config.max_stream).map(|age| started + age);
             live(socket, app, feed, cursor, ends_at)
         }
@@ -116,7 +125,7 @@ fn live(
     socket: TcpStream,
     app: &App,
     mut feed: EventFeed,
-    cursor: u64,
+    cursor: Place,
     ends_at: Option<Instant>,
 ) -> End {
     let _ = socket.set_write_timeout(Some(DIRECT_WRITE_TIMEOUT));
@@ -239,6 +248,12 @@ fn resume_point_asked(head: &RequestHead) -> Option<&str> {
 fn replay(app: &App, asked: Option<&str>) -> (Replay, Resume) {
     let parsed = asked.map(|text| text.parse::<u64>().map_err(|_| text));
     let last_id = parsed.and_then(|r| r.ok());
+    // In a cluster, the client may have seen an event on another instance
+    // that this instance's reader has not brought in yet: wait a moment
+    // for it rather than call the id one from the future.
+    if let (Some(n), Some(_)) = (last_id, &app.broker) {
+        app.hub.wait_for(n, CATCH_UP);
+    }
     let replay = app.hub.replay_from(last_id);
     let resume = match parsed {
         Some(Err(text)) => Resume::Reset(format!(

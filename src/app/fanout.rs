@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::App;
-use crate::hub::{After, Event, Hub};
+use crate::hub::{After, Event, Hub, Place};
 use crate::inspect::ConnectionTap;
 use crate::tap::{Direction, Tap};
 
@@ -55,7 +55,7 @@ pub struct Fanout {
 struct Registry {
     streams: Vec<Arc<Stream>>,
     /// The newest event written to every registered stream.
-    delivered: u64,
+    delivered: Place,
 }
 
 /// One event stream's socket and where it stands.
@@ -68,7 +68,7 @@ pub struct Stream {
 #[derive(Debug)]
 struct StreamState {
     /// The newest event written to this stream (or begun: see `Behind`).
-    cursor: u64,
+    cursor: Place,
     mode: Mode,
     last_write: Instant,
 }
@@ -87,7 +87,7 @@ pub enum Mode {
 
 impl Stream {
     /// `cursor`: the newest event the stream's opening already carried.
-    pub fn new(socket: TcpStream, tap: Option<ConnectionTap>, cursor: u64) -> Arc<Stream> {
+    pub fn new(socket: TcpStream, tap: Option<ConnectionTap>, cursor: Place) -> Arc<Stream> {
         let state = StreamState {
             cursor,
             mode: Mode::Direct,
@@ -105,7 +105,7 @@ impl Stream {
     }
 
     /// Who writes now, and from which event on.
-    pub fn mode(&self) -> (Mode, u64) {
+    pub fn mode(&self) -> (Mode, Place) {
         let state = self.lock();
         (state.mode.clone(), state.cursor)
     }
@@ -113,7 +113,7 @@ impl Stream {
     /// The stream's thread takes it over (or ends it): the fan-out thread
     /// leaves it alone from now on. Returns what is left to write first
     /// and the newest event begun.
-    pub fn take_over(&self, ended: bool) -> (Vec<u8>, u64) {
+    pub fn take_over(&self, ended: bool) -> (Vec<u8>, Place) {
         let mut state = self.lock();
         let rest = match std::mem::replace(&mut state.mode, Mode::Ended) {
             Mode::Behind { rest } if !ended => {
@@ -149,33 +149,49 @@ impl Stream {
 
     /// The fan-out thread's part: writes `event` if the stream is still
     /// its to write. Returns whether it stays so.
-    fn offer(&self, event: &Event) -> bool {
+    fn offer(&self, event: &Event, at: Place) -> bool {
         let mut state = self.lock();
         if state.mode != Mode::Direct {
             return false;
         }
-        if state.cursor >= event.id {
+        if state.cursor.generation == at.generation && state.cursor.id >= at.id {
             return true; // its opening carried this event already
         }
-        if state.cursor + 1 < event.id {
-            // A gap (the fan-out missed events): the thread catches up
-            // from the history.
+        if state.cursor.generation != at.generation || state.cursor.id + 1 < at.id {
+            // A gap (the fan-out missed events), or a stream that began
+            // before the ids started over: the thread catches up from the
+            // history, or sends the reset.
             state.mode = Mode::Behind { rest: Vec::new() };
             self.wake();
             return false;
         }
         let parts = event.sse_parts();
         self.record_parts(&parts);
-        self.write_or_fall_behind(&mut state, &parts, event.id)
+        self.write_or_fall_behind(&mut state, &parts, at)
+    }
+
+    /// The ids started over: a stream still in the old sequence gets the
+    /// `reset` event, whose id is its new place.
+    fn reset(&self, reset: &Event, at: Place) -> bool {
+        let mut state = self.lock();
+        if state.mode != Mode::Direct {
+            return false;
+        }
+        if state.cursor.generation == at.generation {
+            return true; // it joined after the restart
+        }
+        let parts = reset.sse_parts();
+        self.record_parts(&parts);
+        self.write_or_fall_behind(&mut state, &parts, at)
     }
 
     /// One non-waiting write of `parts`; on success the stream's cursor
-    /// moves to `id`. If not all of it fit, the rest is kept for the
+    /// moves to `at`. If not all of it fit, the rest is kept for the
     /// stream's thread, which is woken to take over.
-    fn write_or_fall_behind(&self, state: &mut StreamState, parts: &[&[u8]], id: u64) -> bool {
+    fn write_or_fall_behind(&self, state: &mut StreamState, parts: &[&[u8]], at: Place) -> bool {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let written = write_once(&self.socket, parts).unwrap_or(0);
-        state.cursor = id;
+        state.cursor = at;
         if written == total {
             state.last_write = Instant::now();
             return true;
@@ -248,15 +264,26 @@ impl Fanout {
     pub fn join(&self, stream: &Arc<Stream>, hub: &Hub) -> Joined {
         let mut registry = self.lock();
         let mut state = stream.lock();
-        if state.cursor < registry.delivered {
+        let delivered = registry.delivered;
+        if state.cursor.generation != delivered.generation {
+            // It began before the ids started over: its thread sends the
+            // reset and goes on from there.
+            state.mode = Mode::Behind { rest: Vec::new() };
+            return Joined::Behind;
+        }
+        if state.cursor.id < delivered.id {
             let After::Events(events) = hub.events_after(state.cursor) else {
                 state.mode = Mode::Behind { rest: Vec::new() };
                 return Joined::Behind;
             };
-            for event in events.iter().take_while(|e| e.id <= registry.delivered) {
+            for event in events.iter().take_while(|e| e.id <= delivered.id) {
                 let parts = event.sse_parts();
                 stream.record_parts(&parts);
-                if !stream.write_or_fall_behind(&mut state, &parts, event.id) {
+                let at = Place {
+                    generation: delivered.generation,
+                    id: event.id,
+                };
+                if !stream.write_or_fall_behind(&mut state, &parts, at) {
                     return Joined::Behind;
                 }
             }
@@ -281,10 +308,17 @@ impl Fanout {
     }
 
     /// Writes one event to every stream, in the order they joined.
-    fn deliver(&self, event: &Event) {
+    fn deliver(&self, event: &Event, at: Place) {
         let mut registry = self.lock();
-        registry.streams.retain(|stream| stream.offer(event));
-        registry.delivered = event.id;
+        registry.streams.retain(|stream| stream.offer(event, at));
+        registry.delivered = at;
+    }
+
+    /// Writes the `reset` of a restart to every stream.
+    fn reset(&self, reset: &Event, at: Place) {
+        let mut registry = self.lock();
+        registry.streams.retain(|stream| stream.reset(reset, at));
+        registry.delivered = at;
     }
 }
 
@@ -293,7 +327,7 @@ impl Fanout {
 pub fn start_fanout(app: &Arc<App>) {
     // Where to start is taken now, not when the thread first runs: an event
     // published in between would otherwise never be fanned out.
-    let cursor = app.hub.last_id();
+    let cursor = app.hub.newest_place();
     app.fanout.lock().delivered = cursor;
     let app = Arc::clone(app);
     // Without it no stream gets an event: a server that cannot start it
@@ -304,19 +338,23 @@ pub fn start_fanout(app: &Arc<App>) {
         .expect("cannot start the fan-out thread");
 }
 
-fn fan_out_forever(app: &App, mut cursor: u64) {
+fn fan_out_forever(app: &App, mut cursor: Place) {
     loop {
         match app.hub.wait_after(cursor, IDLE_WAIT) {
             After::Events(events) => {
                 for event in &events {
-                    app.fanout.deliver(event);
-                    cursor = event.id;
+                    cursor.id = event.id;
+                    app.fanout.deliver(event, cursor);
                 }
             }
             // The fan-out itself fell behind the history (it cannot, unless
             // the machine stalled): start again from the newest; every
             // stream then sees a gap and its thread catches up or ends.
-            After::Missed => cursor = app.hub.last_id(),
+            After::Missed => cursor = app.hub.newest_place(),
+            After::Restarted { reset, place } => {
+                app.fanout.reset(&reset, place);
+                cursor = place;
+            }
         }
     }
 }

@@ -15,10 +15,12 @@
 //! | [`ticker`] | the `periodic_update` event |
 //! | [`stats`] | `GET /stats` |
 //! | [`policy`] | whom the server answers: the `Host` and `Origin` rules |
+//! | [`broker`] | `--broker`: one event log for several instances, in Redis |
 //!
 //! The server (`server/`) reads requests and calls these; they call down
 //! into `hub`, `inspect`, `sse/`, `websocket/` and `http/`, never up.
 
+pub mod broker;
 pub mod chat;
 pub mod echo;
 pub mod events;
@@ -40,14 +42,19 @@ use std::time::Instant;
 use crate::budget::Budget;
 use crate::config::Config;
 use crate::http::{BodyLimits, HeadLimits};
-use crate::hub::Hub;
+use crate::hub::{Hub, Published};
 use crate::inspect::Inspector;
+use crate::redis::RedisUrl;
+use broker::{Broker, PublishError};
 use fanout::Fanout;
 
 /// State every connection thread shares.
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
+    /// With `--broker`: where events are published, and where the hub's
+    /// events come from.
+    pub broker: Option<Broker>,
     pub inspector: Arc<Inspector>,
     /// The SSE streams the fan-out thread writes to.
     pub fanout: Fanout,
@@ -67,7 +74,8 @@ pub struct App {
 }
 
 impl App {
-    /// Fails when the public directory does not exist.
+    /// Fails when the public directory does not exist, or the broker
+    /// cannot be reached (unless `--broker-optional`).
     pub fn new(config: Config) -> io::Result<App> {
         let public_root = std::fs::canonicalize(&config.public_dir).map_err(|e| {
             io::Error::new(
@@ -75,8 +83,15 @@ impl App {
                 format!("public directory {}: {e}", config.public_dir.display()),
             )
         })?;
+        let hub = Hub::new(config.history, config.queue);
+        let broker = match &config.broker {
+            None => None,
+            Some(url) => Some(connect_broker(url, &config, &hub)?),
+        };
+        let first_id = broker.as_ref().map_or(1, Broker::first_connection_id);
         Ok(App {
-            hub: Hub::new(config.history, config.queue),
+            hub,
+            broker,
             inspector: Arc::new(Inspector::new(config.inspect)),
             fanout: Fanout::default(),
             budget: Budget::new(config.max_buffered_bytes),
@@ -86,7 +101,7 @@ impl App {
             sse_streams: Counter::default(),
             ws_connections: Counter::default(),
             writer_threads: Counter::default(),
-            next_connection_id: AtomicU64::new(1),
+            next_connection_id: AtomicU64::new(first_id),
             config,
         })
     }
@@ -96,6 +111,15 @@ impl App {
     /// Most connections have one; a chat connection has two.
     pub fn slots_in_use(&self) -> usize {
         self.open_connections.get() + self.writer_threads.get()
+    }
+
+    /// Broadcasts an event to every subscriber: through the hub, or with
+    /// a broker through Redis to the hubs of every instance.
+    pub fn publish(&self, name: Option<&str>, data: &str) -> Result<Published, PublishError> {
+        match &self.broker {
+            None => self.hub.publish(name, data).map_err(PublishError::Refused),
+            Some(broker) => broker.publish(&self.hub, name, data),
+        }
     }
 
     /// A new connection's id: 1, 2, 3, … (the log and the welcome use it).
@@ -127,6 +151,18 @@ impl App {
             budget: self.budget.clone(),
         }
     }
+}
+
+/// The broker `url` names, reached once before the server starts.
+fn connect_broker(url: &str, config: &Config, hub: &Hub) -> io::Result<Broker> {
+    let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, format!("--broker: {e}"));
+    let url = RedisUrl::parse(url).map_err(invalid)?;
+    let address = url.address();
+    Broker::contact(url, config, hub).map_err(|e| {
+        io::Error::other(format!(
+            "cannot reach the broker {address}: {e} (--broker-optional starts without it)"
+        ))
+    })
 }
 
 /// A count of things open right now (connections, streams).

@@ -17,6 +17,12 @@ impl App {
             ("subscribers", count(self.hub.subscriber_count())),
             ("dropped_slow_subscribers", self.hub.dropped_count().into()),
             ("history", count(self.hub.history_len())),
+            (
+                "broker",
+                self.broker
+                    .as_ref()
+                    .map_or(Json::Null, |broker| broker.stats(&self.hub)),
+            ),
         ])
     }
 }

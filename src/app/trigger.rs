@@ -1,6 +1,7 @@
 //! `POST /trigger-event`: a posted message, checked, broadcast to every
 //! subscriber of the hub (SSE streams and chat WebSockets alike).
 
+use super::broker::PublishError;
 use super::App;
 use crate::http::{Connection, HttpError, ReadError, RequestHead, Response};
 use crate::json::{self, Json};
@@ -81,7 +82,7 @@ fn broadcast(app: &App, request: &TriggerRequest) -> Response {
         ("timestamp", time::now_iso8601().into()),
     ]);
     let name = request.event_name.as_deref();
-    match app.hub.publish(name, &data.to_string()) {
+    match app.publish(name, &data.to_string()) {
         Ok(published) => Response::json(
             200,
             &json::object([
@@ -91,7 +92,9 @@ fn broadcast(app: &App, request: &TriggerRequest) -> Response {
                 ("delivered", (published.delivered as u64).into()),
             ]),
         ),
-        Err(e) => json_error(400, &e.to_string()),
+        Err(PublishError::Refused(e)) => json_error(400, &e.to_string()),
+        // The broker is down: not a 200 for an event nobody will get.
+        Err(PublishError::Unavailable(why)) => json_error(503, &why).header("Retry-After", "1"),
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `P:log:last-id` | string | the last id handed out; `INCR` makes the next |
 //! | `P:log:events` | stream | one entry per event, entry id `<id>-0`, fields `id`, `name` (only for a named event) and `data` |
 //! | `P:log:epoch` | string | a random value, 32 hex digits, that lives as long as the log's data |
+//! | `P:instances` | string | how many instances have joined: each takes the next number ([`Log::join`]) |
 //!
 //! # Publishing is one script
 //!
@@ -138,6 +139,9 @@ pub struct LogKeys {
     pub last_id: String,
     pub events: String,
     pub epoch: String,
+    /// A counter each instance increments once at start, for a number of
+    /// its own ([`Log::join`]).
+    pub instances: String,
 }
 
 impl LogKeys {
@@ -146,6 +150,7 @@ impl LogKeys {
             last_id: format!("{prefix}:log:last-id"),
             events: format!("{prefix}:log:events"),
             epoch: format!("{prefix}:log:epoch"),
+            instances: format!("{prefix}:instances"),
         }
     }
 }
@@ -287,6 +292,16 @@ impl Log {
             "the epoch key {} vanished three times in a row just after it was set",
             self.keys.epoch
         )))
+    }
+
+    /// A number for an instance that starts now: 1 for the first to ask,
+    /// 2 for the next, and so on (`INCR`, so two never get the same).
+    pub fn join(&mut self) -> Result<u64, RedisError> {
+        let key = self.keys.instances.as_bytes();
+        match self.link.get()?.command(&[b"INCR", key])? {
+            Reply::Integer(n) if n > 0 => Ok(n as u64),
+            other => Err(unexpected("INCR", "a positive integer", &other)),
+        }
     }
 
     /// The last id handed out, 0 before the first publish.
@@ -486,6 +501,7 @@ mod tests {
                 last_id: "rbh:log:last-id".into(),
                 events: "rbh:log:events".into(),
                 epoch: "rbh:log:epoch".into(),
+                instances: "rbh:instances".into(),
             }
         );
     }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::app::broker::start_reader;
 use crate::app::fanout::start_fanout;
 use crate::app::ticker::start_ticker;
 use crate::app::{App, Counted};
@@ -85,8 +86,9 @@ impl Server {
     /// The accept loop. Runs until the process ends.
     pub fn run(self) {
         let (app, waiting) = (self.app, self.waiting);
-        start_ticker(&app);
         start_fanout(&app);
+        start_reader(&app);
+        start_ticker(&app);
         let doorman = start_doorman(Arc::clone(&app));
         for incoming in self.listener.incoming() {
             let stream = match incoming {

@@ -12,9 +12,15 @@
 //
 // Everything is bounded: each wait has its own timeout, and the whole run
 // has OVERALL_MS. The server(s) and the browser are killed on every exit.
+//
+// With --cluster (after the rest) or --cluster-only, it also runs the page
+// through nginx in front of three instances sharing one Redis (lesson 19):
+// it needs redis-server and nginx (tests/cluster/run.sh installs them and
+// runs this), found on PATH or in $REDIS_SERVER and $NGINX.
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createTcpServer } from "node:net";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,7 +38,11 @@ const SCREENSHOTS = path.join(HERE, "screenshots");
 // axe-core's browser build, from the npm package (package.json pins it).
 const AXE = path.join(HERE, "node_modules", "axe-core", "axe.min.js");
 
-const OVERALL_MS = 120_000;
+const CLUSTER = process.argv.includes("--cluster") || process.argv.includes("--cluster-only");
+const CLUSTER_ONLY = process.argv.includes("--cluster-only");
+const REDIS_SERVER = process.env.REDIS_SERVER || "redis-server";
+const NGINX = process.env.NGINX || "nginx";
+const OVERALL_MS = CLUSTER_ONLY ? 90_000 : CLUSTER ? 210_000 : 120_000;
 const WAIT_MS = 10_000; // default for one wait
 // Short streams, so the resume part sees several ends; a short retry: so
 // the browser comes back within a second.
@@ -55,6 +65,10 @@ let page = null;
 let userDataDir = null;
 let serverLog = [];
 let foreignSite = null;
+let clusterDir = null;
+// Processes that must end with SIGTERM (nginx: its master stops its
+// workers; SIGKILL would leave them running).
+const gentle = new Set();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
@@ -252,14 +266,7 @@ function decoderChecks() {
     "decode.js: SSE event split into id:, event:, data: lines and the blank line");
 }
 
-async function main() {
-  console.log("decoder (Node, no browser):");
-  decoderChecks();
-
-  console.log("page:");
-  let server = await startServer();
-  console.log(`  server at ${server.url} (pid ${server.proc.pid})`);
-
+async function launchBrowser() {
   const executablePath = execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
   userDataDir = mkdtempSync(path.join(tmpdir(), "realtime-by-hand-chromium-"));
   context = await chromium.launchPersistentContext(userDataDir, {
@@ -273,6 +280,26 @@ async function main() {
   page = context.pages()[0] || (await context.newPage());
   page.on("pageerror", (error) => console.log(`  page error: ${error.message}`));
   await page.addInitScript(recordBadges);
+}
+
+async function main() {
+  console.log("decoder (Node, no browser):");
+  decoderChecks();
+  if (CLUSTER_ONLY) {
+    await launchBrowser();
+    await clusterChecks();
+    return;
+  }
+  await singleServerChecks();
+  if (CLUSTER) await clusterChecks();
+}
+
+async function singleServerChecks() {
+  console.log("page:");
+  let server = await startServer();
+  console.log(`  server at ${server.url} (pid ${server.proc.pid})`);
+
+  await launchBrowser();
   await page.goto(`${server.url}/`);
 
   // 1. Everything connects by itself.
@@ -572,6 +599,143 @@ async function pagesFromElsewhere() {
 }
 
 // ---------------------------------------------------------------------------
+// The cluster: three instances, one Redis, nginx in front (lesson 19)
+// ---------------------------------------------------------------------------
+
+/** A free port on 127.0.0.1 (bound, then let go). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createTcpServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a helper program, its output kept in the log; resolves once a line matches `ready`. */
+function startHelper(bin, args, ready) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    servers.add(proc);
+    const timer = setTimeout(() => reject(new Error(`${bin} did not say it was ready within 10 s`)), 10_000);
+    const read = (line) => {
+      serverLog.push(`[${path.basename(bin)} ${proc.pid}] ${line}`);
+      if (serverLog.length > 300) serverLog.shift();
+      if (ready.test(line)) {
+        clearTimeout(timer);
+        resolve(proc);
+      }
+    };
+    createInterface({ input: proc.stdout }).on("line", read);
+    createInterface({ input: proc.stderr }).on("line", read);
+    proc.on("exit", (code) => {
+      servers.delete(proc);
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited (code ${code}) before it was ready`));
+    });
+    proc.on("error", (error) => reject(new Error(`cannot run ${bin}: ${error.message}`)));
+  });
+}
+
+/** nginx on tests/cluster/nginx.conf, its @ words filled in; resolves with its URL once it answers. */
+async function startNginx(instances) {
+  const listen = await freePort();
+  const words = { "@DIR@": clusterDir, "@LISTEN@": listen, "@PORT_A@": instances[0].port, "@PORT_B@": instances[1].port, "@PORT_C@": instances[2].port };
+  let conf = readFileSync(path.join(ROOT, "tests", "cluster", "nginx.conf"), "utf8");
+  for (const [word, value] of Object.entries(words)) conf = conf.replaceAll(word, String(value));
+  const confPath = path.join(clusterDir, "nginx.conf");
+  writeFileSync(confPath, conf);
+  const proc = spawn(NGINX, ["-p", clusterDir, "-e", path.join(clusterDir, "error.log"), "-c", confPath, "-g", "daemon off;"],
+    { stdio: ["ignore", "inherit", "inherit"] });
+  servers.add(proc);
+  gentle.add(proc);
+  proc.on("exit", () => servers.delete(proc));
+  const url = `http://127.0.0.1:${listen}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/stats`, { signal: AbortSignal.timeout(1000) })).ok) return url;
+    } catch {}
+    await sleep(100);
+  }
+  throw new Error(`nginx did not answer on ${url} within 10 s (see ${clusterDir}/error.log)`);
+}
+
+/** The ids of a page's broadcast items in the SSE panel (notifications and chat). */
+const broadcastIds = (p) =>
+  p.$$eval("#sse-messages li", (items) => items
+    .filter((li) => li.dataset.type === "notification" || li.dataset.type === "chat")
+    .map((li) => Number(li.dataset.id)));
+
+async function waitMessageOn(p, list, type, text) {
+  await p.waitForFunction(
+    ([l, ty, tx]) => [...document.querySelectorAll(`${l} li`)].some((li) => li.dataset.type === ty && li.dataset.text === tx),
+    [list, type, text],
+    { timeout: WAIT_MS, polling: 50 },
+  );
+}
+
+async function clusterChecks() {
+  console.log("cluster: the page through nginx, three instances on one Redis:");
+  clusterDir = mkdtempSync(path.join(tmpdir(), "realtime-by-hand-cluster-"));
+  const redisPort = await freePort();
+  await startHelper(REDIS_SERVER, ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", clusterDir],
+    /Ready to accept connections/);
+  const broker = `redis://127.0.0.1:${redisPort}/browser`;
+  const instances = [];
+  for (let i = 0; i < 3; i++) instances.push(await startServer(0, [...SERVER_ARGS, "--tick-secs", "0", "--broker", broker]));
+  const front = await startNginx(instances);
+  console.log(`  redis-server on ${redisPort}, instances on ${instances.map((i) => i.port).join(", ")}, nginx at ${front}`);
+
+  // Two pages, both through nginx: round robin spreads their connections.
+  const pages = [page, await context.newPage()];
+  for (const p of pages) {
+    await p.goto(`${front}/`);
+    for (const badge of ["#sse-badge", "#ws-badge"]) {
+      await p.waitForFunction((sel) => document.querySelector(sel)?.dataset.state === "connected", badge, { timeout: WAIT_MS, polling: 50 });
+    }
+  }
+  ok("two pages through nginx: SSE and WebSocket connected on both");
+  const spread = await Promise.all(instances.map(async (i) => (await stats(i.url)).sse_connections));
+  check(spread.reduce((a, b) => a + b, 0) === 2, `their two event streams are on the instances as ${spread.join(" + ")}`);
+
+  const tag = Math.random().toString(36).slice(2, 8);
+  await pages[0].fill("#trigger-message", `cluster ${tag}`);
+  await pages[0].click("#trigger-form button[type='submit']");
+  for (const list of ["#sse-messages", "#ws-messages"]) await waitMessageOn(pages[1], list, "notification", `cluster ${tag}`);
+  ok("an event triggered on one page reaches the other page's SSE and WebSocket panels");
+  await pages[1].fill("#chat-username", "second");
+  await pages[1].fill("#chat-message", `chat ${tag}`);
+  await pages[1].click("#chat-form button[type='submit']");
+  for (const list of ["#sse-messages", "#ws-messages"]) await waitMessageOn(pages[0], list, "chat", `second: chat ${tag}`);
+  ok("a chat message from the other page reaches the first page's two panels");
+  // Straight to the third instance, past nginx.
+  await post(instances[2].url, `direct ${tag}`);
+  for (const p of pages) await waitMessageOn(p, "#sse-messages", "notification", `direct ${tag}`);
+  ok("an event posted straight to one instance reaches both pages");
+
+  // The streams end every 2 s (--max-stream-secs) and come back through
+  // nginx, usually to another instance: posts across those ends must each
+  // arrive once, in order, with the cluster's ids.
+  for (let n = 1; n <= 6; n++) {
+    await post(front, `across ${tag} ${n}`);
+    await sleep(800);
+  }
+  for (const p of pages) await waitMessageOn(p, "#sse-messages", "notification", `across ${tag} 6`);
+  const [first, second] = await Promise.all(pages.map(broadcastIds));
+  const sorted = [...first].sort((a, b) => a - b);
+  const contiguous = sorted.every((id, i) => i === 0 || id === sorted[i - 1] + 1);
+  check(JSON.stringify(first) === JSON.stringify(second) && contiguous && new Set(first).size === first.length,
+    `both pages saw the same broadcasts, ids ${first.join(", ")}: none missing, none twice, across stream ends`);
+  const resumedOn = new Set(serverLog.filter((l) => l.includes("opened an SSE stream resuming after")).map((l) => l.split("]")[0]));
+  check(resumedOn.size >= 2, `the pages' streams resumed with Last-Event-ID on ${resumedOn.size} different instances`);
+  const served = await Promise.all(instances.map(async (i) => (await stats(i.url)).open_connections));
+  console.log(`  connections open per instance now: ${served.join(", ")}`);
+  await pages[1].close();
+}
+
+// ---------------------------------------------------------------------------
 // Running, with cleanup on every way out
 // ---------------------------------------------------------------------------
 
@@ -581,9 +745,11 @@ async function cleanup() {
     await Promise.race([closing, sleep(5000)]);
     context = null;
   }
-  for (const proc of servers) proc.kill("SIGKILL");
+  for (const proc of servers) proc.kill(gentle.has(proc) ? "SIGTERM" : "SIGKILL");
+  if (gentle.size) await sleep(500); // nginx's master stops its workers
   if (foreignSite) foreignSite.close();
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  if (clusterDir) rmSync(clusterDir, { recursive: true, force: true });
 }
 
 async function failed(error) {

@@ -100,3 +100,5 @@ say "redis-server pid $redis_pid on 127.0.0.1:$port"
 # 3. The tests.
 REDIS_URL="redis://127.0.0.1:$port" \
   cargo test --quiet --manifest-path "$root/Cargo.toml" --test redis -- --ignored "$@"
+REDIS_URL="redis://127.0.0.1:$port" \
+  cargo test --quiet --manifest-path "$root/Cargo.toml" --test broker -- --ignored "$@"
