@@ -164,7 +164,9 @@ impl EventStreamParser {
 }
 
 /// Decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1), which servers such
-/// as Express use for streams; ours closes the connection instead.
+/// as Express use for streams, and so does nginx in front of ours (which
+/// closes the connection instead). A chunked body ends with its last,
+/// empty chunk, while the connection may stay open for another request.
 #[derive(Debug, Default)]
 struct Dechunker {
     size_line: Vec<u8>,
@@ -314,6 +316,13 @@ impl SseConnection {
         loop {
             if let Some(item) = self.items.pop_front() {
                 return Ok(item);
+            }
+            // The last chunk ends the stream, though TCP stays open: a
+            // proxy (nginx, when the instance behind it went away) keeps
+            // the connection for the client's next request.
+            if self.dechunker.as_ref().is_some_and(|d| d.done) {
+                self.parser.finish();
+                return Err(ClientError::Closed);
             }
             let n = self.stream.read(&mut chunk)?;
             if n == 0 {
