@@ -437,6 +437,10 @@ fn spawn_nginx(dir: &Path, conf: &Path, listen: u16) -> Result<Child, String> {
         .arg("-c")
         .arg(conf)
         .args(["-g", "daemon off;"])
+        // nginx reads $NGINX itself, as the list of listening sockets an
+        // old master hands to a new one (its binary upgrade); our NGINX,
+        // the path of the program, must not reach it.
+        .env_remove("NGINX")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
