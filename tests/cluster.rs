@@ -612,6 +612,195 @@ fn redis_restarted_with_its_data_continues_the_sequence() {
     );
 }
 
+/// Makes each instance hold `n` idle publishing connections: `n` posts
+/// to it at once, from `n` threads, each on a connection of its own.
+fn fill_publisher_pools(cluster: &Cluster, n: usize) {
+    for instance in &cluster.instances {
+        let addr = instance.addr;
+        let posters: Vec<_> = (0..n)
+            .map(|t| thread::spawn(move || trigger(addr, &format!("warm {t}"))))
+            .collect();
+        for poster in posters {
+            poster.join().expect("a post");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server and nginx (tests/cluster/run.sh)"]
+fn once_redis_is_back_and_connected_no_post_is_refused() {
+    let mut cluster = Cluster::start("back", &[]);
+    fill_publisher_pools(&cluster, 4);
+    cluster.redis.shutdown(true);
+    cluster.redis.restart();
+    // Each instance's reader finds Redis again, and /stats says so.
+    for instance in &cluster.instances {
+        let connected = eventually(Duration::from_secs(15), || {
+            broker_connected(instance.addr) == Some(true)
+        });
+        assert!(
+            connected,
+            "{}: {}",
+            instance.name,
+            broker_stats(instance.addr)
+        );
+    }
+    // From then on, every post must be accepted.
+    let mut refused = Vec::new();
+    for instance in &cluster.instances {
+        for n in 0..6 {
+            let body = format!("{{\"message\":\"back {n}\"}}");
+            let response = post_json(instance.addr, "/trigger-event", &body);
+            if response.status != 200 {
+                refused.push(format!(
+                    "{} post {n}: {} {}",
+                    instance.name,
+                    response.status,
+                    response.text()
+                ));
+            }
+        }
+    }
+    println!(
+        "cluster: after Redis came back (SHUTDOWN SAVE, restart) and every instance said \
+         connected, {} of 18 posts were refused",
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "posts refused after the broker was back and /stats said connected (each instance \
+         held 4 idle publishing connections from before the restart):\n{}",
+        refused.join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server and nginx (tests/cluster/run.sh)"]
+fn redis_restarted_from_an_older_snapshot_does_not_reuse_ids_silently() {
+    let mut cluster = Cluster::start("snapshot", &[]);
+    let mut watchers = watch_three_events(&cluster);
+    // A snapshot at id 3, then three more events it does not hold.
+    assert_eq!(
+        cluster.redis.command(&[b"SAVE"]).unwrap().as_str(),
+        Some("OK")
+    );
+    for n in 4..=6 {
+        assert_eq!(trigger(cluster.addr(0), &format!("lost {n}")), n);
+    }
+    for stream in &mut watchers.streams {
+        let ids: Vec<u64> = (0..3).map(|_| next_broadcast(stream).id).collect();
+        assert_eq!(ids, [4, 5, 6]);
+    }
+    for _ in 4..=6 {
+        next_text(&mut watchers.chat);
+    }
+    // A crash (nothing saved since), and a restart from the snapshot:
+    // the same epoch, but the log's last id is 3 again.
+    cluster.redis.kill();
+    cluster.redis.restart();
+    let accepted: Vec<u64> = (1..=4)
+        .map(|n| {
+            post_until_accepted(
+                cluster.addr(1),
+                &format!("new {n}"),
+                Duration::from_secs(20),
+            )
+            .0
+        })
+        .collect();
+    // The streams saw 4, 5 and 6 already. They must get the four new
+    // events all the same: under ids they have not seen, or after a
+    // reset that says the ids went back.
+    for (stream, name) in watchers.streams.iter_mut().zip(["a", "b"]) {
+        let got = read_for(stream, Duration::from_secs(3));
+        let shown: Vec<String> = got
+            .iter()
+            .map(|b| format!("{} {} {:?}", b.id, b.kind, b.message()))
+            .collect();
+        println!(
+            "cluster: Redis restarted from a snapshot taken at id 3 (after 6): the posts got ids \
+             {accepted:?}; the stream on {name} then got {shown:?}"
+        );
+        for n in 1..=4 {
+            let message = format!("new {n}");
+            assert!(
+                got.iter().any(|b| b.message() == message),
+                "{message:?} never reached {name}: {shown:?}"
+            );
+        }
+        let reset = got.iter().position(|b| b.kind == "reset");
+        for b in &got[..reset.unwrap_or(got.len())] {
+            assert!(
+                b.id > 6,
+                "{name}: id {} a second time, without a reset: {}",
+                b.id,
+                b.data
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server and nginx (tests/cluster/run.sh)"]
+fn an_event_published_before_the_readers_are_back_still_reaches_every_stream() {
+    let mut cluster = Cluster::start("race", &[]);
+    let mut watchers = watch_three_events(&cluster);
+    // Redis down long enough for the readers' back-off to grow to
+    // seconds, then back, empty. At once, before any reader is back, an
+    // event goes into the new log, as an instance whose reader was
+    // quicker would publish it.
+    cluster.redis.kill();
+    thread::sleep(Duration::from_secs(4));
+    cluster.redis.restart();
+    let mut log = realtime_by_hand::redis::Log::open(&cluster.broker()).expect("the log");
+    let data = r#"{"type":"notification","message":"first of the new log","timestamp":"-"}"#;
+    let id = log.publish(None, data).expect("publish");
+    assert_eq!(id, 1);
+    for (stream, name) in watchers.streams.iter_mut().zip(["a", "b"]) {
+        let reset = next_broadcast(stream);
+        assert_eq!(reset.kind, "reset", "{}", reset.data);
+        let after = read_for(stream, Duration::from_secs(1));
+        let shown: Vec<String> = after
+            .iter()
+            .map(|b| format!("{} {:?}", b.id, b.message()))
+            .collect();
+        println!(
+            "cluster: event 1 was in the new log before the readers came back; \
+             {name}'s stream got the reset {} then {shown:?}",
+            reset.data
+        );
+        let got_it = after.iter().any(|b| b.message() == "first of the new log");
+        let told = reset.id == 0;
+        assert!(
+            got_it || told,
+            "{name}: the reset says the newest is {} (so the client resumes after it), \
+             yet event 1 was never sent: {shown:?}",
+            reset.id
+        );
+    }
+}
+
+/// Every broadcast a stream gets until it has been quiet for `quiet`
+/// (at most 100).
+fn read_for(stream: &mut SseConnection, quiet: Duration) -> Vec<Broadcast> {
+    stream.set_read_timeout(Some(quiet)).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        match stream.next_event() {
+            Ok(event) => got.push(Broadcast {
+                id: event.last_event_id.parse().unwrap_or(0),
+                kind: event_type(&event),
+                data: json::parse(event.data.as_bytes()).unwrap_or(Json::Null),
+            }),
+            Err(_) => break,
+        }
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    got
+}
+
 // ---------------------------------------------------------------------
 // Starting without Redis.
 

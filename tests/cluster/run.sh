@@ -75,5 +75,5 @@ say "$("$nginx_bin" -v 2>&1)"
 # 2. The tests, optimised: the load test posts 10,000 events, and the
 # latency figures should be the server's, not a debug build's.
 REDIS_SERVER="$(command -v redis-server)" NGINX="$nginx_bin" \
-  cargo test --quiet --release --manifest-path "$root/Cargo.toml" --test cluster -- \
+  cargo test --release --manifest-path "$root/Cargo.toml" --test cluster -- \
   --ignored --test-threads 1 --nocapture "$@"
