@@ -154,6 +154,64 @@ fn reconnecting_client_sees_consecutive_ids_across_drops() {
     );
 }
 
+// Behind a proxy the stream is chunked, and when it ends (its instance
+// went away) the proxy sends the last, empty chunk and keeps the
+// connection open for another request. That last chunk is the end: the
+// client reconnects at once, with Last-Event-ID, instead of waiting on a
+// connection that will never carry another event.
+#[test]
+fn reconnecting_client_takes_the_last_chunk_as_the_end_of_the_stream() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = thread::spawn(move || {
+        let mut requests = Vec::new();
+        let mut open = Vec::new();
+        for body in ["id: 1\ndata: a\n\n", "id: 2\ndata: b\n\n"] {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut head = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            while reader.read_line(&mut head).unwrap() > 2 && head.len() < 4096 {}
+            requests.push(head);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+            open.push(stream); // kept open, as a proxy keeps it
+        }
+        requests
+    });
+    let backoff = Backoff {
+        base: Duration::from_millis(10),
+        max_attempts: 3,
+        jitter: false,
+    };
+    // The client in a thread of its own, so that a client that waits
+    // forever fails the test instead of hanging it.
+    let (sender, events) = channel();
+    thread::spawn(move || {
+        let url = format!("http://{addr}/events");
+        let mut client = ReconnectingClient::new(&url, backoff).unwrap();
+        for _ in 0..2 {
+            let _ = sender.send(client.next_event().map(|event| event.data));
+        }
+    });
+    for expected in ["a", "b"] {
+        let data = events.recv_timeout(Duration::from_secs(5));
+        assert_eq!(data.expect("an event within 5 s").unwrap(), expected);
+    }
+    let requests = proxy.join().unwrap();
+    assert!(
+        requests[1].contains("Last-Event-ID: 1\r\n"),
+        "{}",
+        requests[1]
+    );
+}
+
 // With nothing listening, the client tries the configured number of times
 // (waiting 50 ms, 100 ms, …) and then gives up with a clear message.
 #[test]

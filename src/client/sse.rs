@@ -164,9 +164,10 @@ impl EventStreamParser {
 }
 
 /// Decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1), which servers such
-/// as Express use for streams; ours closes the connection instead, but a
-/// proxy in front of it (nginx) turns that into chunks for an HTTP/1.1
-/// client. Public for the bench, whose readers do their own handshakes.
+/// as Express use for streams, and so does nginx in front of ours (which
+/// closes the connection instead). A chunked body ends with its last,
+/// empty chunk, while the connection may stay open for another request.
+/// Public for the bench, whose readers do their own handshakes.
 #[derive(Debug, Default)]
 pub struct Dechunker {
     size_line: Vec<u8>,
@@ -318,6 +319,13 @@ impl SseConnection {
         loop {
             if let Some(item) = self.items.pop_front() {
                 return Ok(item);
+            }
+            // The last chunk ends the stream, though TCP stays open: a
+            // proxy (nginx, when the instance behind it went away) keeps
+            // the connection for the client's next request.
+            if self.dechunker.as_ref().is_some_and(|d| d.done) {
+                self.parser.finish();
+                return Err(ClientError::Closed);
             }
             let n = self.stream.read(&mut chunk)?;
             if n == 0 {
