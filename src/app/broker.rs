@@ -98,6 +98,9 @@ enum Loaded {
     SameData,
     /// Other data (or the first contact): the hub restarted with it.
     StartedOver,
+    /// The same data, rolled back to an older snapshot: the log's counter
+    /// was moved up past the hub's newest id.
+    Rewound,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -184,6 +187,10 @@ impl Broker {
         let mut status = self.status();
         status.connected = false;
         status.problem = Some(error.to_string());
+        drop(status);
+        // The idle publishing connections were to the Redis that went
+        // away: each would fail once, with a 503, after it is back.
+        lock(&self.publishers).clear();
     }
 
     fn note_last_id(&self, id: u64) {
@@ -204,32 +211,66 @@ impl Broker {
     fn load(&self, log: &mut Log, hub: &Hub) -> Result<Loaded, RedisError> {
         let epoch = log.epoch()?;
         let known = self.status().epoch.clone();
-        let newest = log.last_id()?;
-        let loaded = if known.as_deref() == Some(epoch.as_str()) {
-            Loaded::SameData
-        } else {
-            let history = self.config.history;
-            let (entries, _) = log.range_after(newest.saturating_sub(history), history as usize)?;
-            let why = match known {
-                None => format!(
+        let mut newest = log.last_id()?;
+        let loaded = match known {
+            Some(known) if known == epoch && newest < hub.last_id() => {
+                // The same data, but older: a Redis restarted from a
+                // snapshot taken before the newest events. Its counter
+                // would hand out their ids again, for other events; so it
+                // is moved up to where this hub is, and the next event
+                // gets an id no subscriber has seen. (The events after the
+                // snapshot stay in the hubs that have them; an instance
+                // that starts later finds a gap in the log, and its
+                // clients who resume across it get a reset.)
+                newest = log.raise_last_id(hub.last_id())?;
+                Loaded::Rewound
+            }
+            Some(known) if known == epoch => Loaded::SameData,
+            Some(_) => {
+                self.start_over(log, hub, newest)?;
+                Loaded::StartedOver
+            }
+            None => {
+                let history = self.config.history;
+                let from = newest.saturating_sub(history);
+                let (entries, _) = log.range_after(from, history as usize)?;
+                let why = format!(
                     "this server now follows the cluster's event log at {}; its newest event is {newest}",
                     self.url.address()
-                ),
-                Some(_) => format!(
-                    "the broker {} lost its data (restarted without it?): the ids start over, and the newest is now {newest}",
-                    self.url.address()
-                ),
-            };
-            let events = entries.iter().map(|e| (e.id, e.name.as_deref(), &*e.data));
-            hub.restart(newest, events, &why);
-            Loaded::StartedOver
+                );
+                let events = entries.iter().map(|e| (e.id, e.name.as_deref(), &*e.data));
+                hub.restart(newest, events, &why);
+                Loaded::StartedOver
+            }
         };
+        lock(&self.publishers).clear();
         let mut status = self.status();
         status.epoch = Some(epoch);
         status.broker_last_id = newest;
         status.connected = true;
         status.problem = None;
         Ok(loaded)
+    }
+
+    /// The log's data is not what the hub's events came from (Redis lost
+    /// it). Every subscriber gets a reset placed just before the first
+    /// event the new log holds, then those events, as new ones: they may
+    /// have been published (by an instance that was back sooner) before
+    /// this instance's reader returned, and nobody here has seen them.
+    fn start_over(&self, log: &mut Log, hub: &Hub, newest: u64) -> Result<(), RedisError> {
+        let history = self.config.history;
+        let from = newest.saturating_sub(history);
+        let (entries, _) = log.range_after(from, history as usize)?;
+        let base = entries.first().map_or(newest, |e| e.id - 1);
+        let why = format!(
+            "the broker {} lost its data (restarted without it?): the ids start over after {base}",
+            self.url.address()
+        );
+        hub.restart(base, [], &why);
+        for entry in &entries {
+            let _ = hub.append(entry.id, entry.name.as_deref(), &entry.data);
+        }
+        Ok(())
     }
 
     /// Publishes through the log; the event reaches this instance's hub
@@ -373,6 +414,9 @@ fn read_forever(app: &App, broker: &Broker) {
                 Loaded::SameData => "its data is the same: reading on after event",
                 Loaded::StartedOver => {
                     "it lost its data: the ids start over, subscribers got a reset; newest event"
+                }
+                Loaded::Rewound => {
+                    "it came back from an older snapshot: its counter was moved up, so no id is given twice; newest event"
                 }
             };
             app.log(format_args!(

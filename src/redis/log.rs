@@ -304,6 +304,23 @@ impl Log {
         }
     }
 
+    /// Moves the counter of ids up to `at_least` if it is below, and
+    /// returns where it is now. After a Redis restarted from an older
+    /// snapshot, so that ids already handed out are not handed out again.
+    pub fn raise_last_id(&mut self, at_least: u64) -> Result<u64, RedisError> {
+        // A script, so that a publish cannot come between the GET and the SET.
+        const RAISE: &str = "local now = tonumber(redis.call('GET', KEYS[1]) or '0') \
+            if now < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) now = tonumber(ARGV[1]) end \
+            return now";
+        let floor = at_least.to_string();
+        let key = self.keys.last_id.as_bytes();
+        let args: [&[u8]; 5] = [b"EVAL", RAISE.as_bytes(), b"1", key, floor.as_bytes()];
+        match self.link.get()?.command(&args)? {
+            Reply::Integer(n) if n >= 0 => Ok(n as u64),
+            other => Err(unexpected("EVAL", "the counter, an integer", &other)),
+        }
+    }
+
     /// The last id handed out, 0 before the first publish.
     pub fn last_id(&mut self) -> Result<u64, RedisError> {
         let reply = self

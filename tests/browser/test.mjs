@@ -648,7 +648,9 @@ async function startNginx(instances) {
   const confPath = path.join(clusterDir, "nginx.conf");
   writeFileSync(confPath, conf);
   const proc = spawn(NGINX, ["-p", clusterDir, "-e", path.join(clusterDir, "error.log"), "-c", confPath, "-g", "daemon off;"],
-    { stdio: ["ignore", "inherit", "inherit"] });
+    // nginx reads $NGINX itself (as sockets handed over by an old
+    // master), so ours, the path of the program, is not passed on.
+    { stdio: ["ignore", "inherit", "inherit"], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "NGINX")) });
   servers.add(proc);
   gentle.add(proc);
   proc.on("exit", () => servers.delete(proc));

@@ -7,7 +7,9 @@
 #   1. installs redis-server and nginx with apt-get if either is missing
 #      (as root), without letting the packages start their system services;
 #   2. runs `cargo test --release --test cluster -- --ignored
-#      --test-threads 1 --nocapture` with REDIS_SERVER and NGINX set.
+#      --test-threads 1 --nocapture` with REDIS_SERVER and NGINX set;
+#   3. runs the browser test's cluster part (tests/browser/run.sh
+#      --cluster-only): the demo page through nginx, in Chromium.
 # One test at a time: each starts five processes, on a small machine.
 #
 #   tests/cluster/run.sh
@@ -77,3 +79,9 @@ say "$("$nginx_bin" -v 2>&1)"
 REDIS_SERVER="$(command -v redis-server)" NGINX="$nginx_bin" \
   cargo test --release --manifest-path "$root/Cargo.toml" --test cluster -- \
   --ignored --test-threads 1 --nocapture "$@"
+
+# 3. The demo page through nginx in front of three instances, in Chromium
+# (tests/browser/test.mjs --cluster-only starts its own Redis, instances
+# and nginx with the programs found above).
+REDIS_SERVER="$(command -v redis-server)" NGINX="$nginx_bin" \
+  "$root/tests/browser/run.sh" --cluster-only
