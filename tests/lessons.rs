@@ -966,7 +966,8 @@ fn every_flag_the_server_prints_in_its_help_is_on_the_contract_page() {
 }
 
 // Why: a chapter that exists but is listed nowhere is never read, and a
-// listed one that is gone is a dead link.
+// listed one that is gone is a dead link. The crate docs list them too,
+// beside the modules each one opens.
 #[test]
 fn the_reading_path_and_the_readme_list_exactly_the_chapters_present() {
     let mut present: Vec<String> = fs::read_dir(root().join("lessons"))
@@ -975,12 +976,18 @@ fn the_reading_path_and_the_readme_list_exactly_the_chapters_present() {
         .filter(|name| name.ends_with(".md") && name.starts_with(|c: char| c.is_ascii_digit()))
         .collect();
     present.sort();
-    for (list, prefix) in [("lessons/README.md", "("), ("README.md", "(lessons/")] {
+    let lists = [
+        ("lessons/README.md", "("),
+        ("README.md", "(lessons/"),
+        // The crate docs' reading order.
+        ("src/lib.rs", "`lessons/"),
+    ];
+    for (list, prefix) in lists {
         let text = fs::read_to_string(root().join(list)).unwrap();
         let mut listed: Vec<String> = text
             .split(prefix)
             .skip(1)
-            .filter_map(|rest| rest.split(')').next())
+            .filter_map(|rest| rest.split([')', '`']).next())
             .filter(|link| link.ends_with(".md") && link.starts_with(|c: char| c.is_ascii_digit()))
             .map(str::to_string)
             .collect();
