@@ -82,8 +82,9 @@ struct Block {
     body: String,
 }
 
-/// Every fenced code block of a Markdown text, in order.
-fn blocks(markdown: &str) -> Vec<Block> {
+/// Every fenced code block of a Markdown text, in order; `name` is for
+/// the messages.
+fn blocks(name: &str, markdown: &str) -> Vec<Block> {
     let lines: Vec<&str> = markdown.lines().collect();
     let mut out = Vec::new();
     let mut at = 0;
@@ -96,7 +97,15 @@ fn blocks(markdown: &str) -> Vec<Block> {
         let info = line.trim_start_matches('`').trim().to_string();
         let end = (at + 1..lines.len())
             .find(|&i| lines[i].trim_start().starts_with("```"))
-            .unwrap_or_else(|| panic!("the code fence at line {} is never closed", at + 1));
+            .unwrap_or_else(|| panic!("{name}:{}: this code fence is never closed", at + 1));
+        // A closing fence with text after it closes nothing in Markdown:
+        // the block would run on to the next fence.
+        let closing = lines[end].trim_start().trim_start_matches('`').trim();
+        assert!(
+            closing.is_empty(),
+            "{name}:{}: a closing fence must stand alone, not be followed by {closing:?}",
+            end + 1
+        );
         let file = at
             .checked_sub(1)
             .and_then(|before| marker(lines[before]))
@@ -180,7 +189,7 @@ fn check_blocks(language: &str, dir: &str, extension: &str) {
     let mut checked = 0;
     let mut wrong = Vec::new();
     for (lesson, text) in lessons() {
-        let all = blocks(&text);
+        let all = blocks(&lesson, &text);
         for block in checked_blocks(&all, language) {
             checked += 1;
             let lines = normalized(&block.body);
@@ -242,13 +251,19 @@ fn the_block_checker_catches_a_changed_line_and_a_wrong_file() {
     ));
     let text = "text\n<!-- src/hub.rs -->\n```rust\nlet x = 1;\n```\n\
                 ```rust,ignore\nnot code\n```\n```rust\nno marker\n```\n";
-    let all = blocks(text);
+    let all = blocks("test.md", text);
     let rust = checked_blocks(&all, "rust");
     assert_eq!(rust.len(), 2);
     assert_eq!(rust[0].file.as_deref(), Some("src/hub.rs"));
     assert_eq!(rust[0].body, "let x = 1;\n");
     assert_eq!(rust[1].file, None);
     assert_eq!(marker("<!-- capture: curl-stats -->"), None);
+    // A closing fence followed by text closes nothing in Markdown.
+    let broken = std::panic::catch_unwind(|| blocks("test.md", "```js\nx\n``` The\n"));
+    assert!(
+        broken.is_err(),
+        "a closing fence followed by text was taken"
+    );
 }
 
 // ---------------------------------------------------------------------------
