@@ -283,7 +283,7 @@ const NOT_OURS: &[&str] = &[
     "fs", "io", "mpsc", "str", "thread", "u16", "u32", "u64", "u8", "usize",
     // Rust's variants and functions, called by name.
     "Some", "None", "Ok", "Err", "drop", "clear", "error_len",
-    "incoming", "load", "push", "read", "repeat", "valid_up_to",
+    "incoming", "is_zero", "load", "push", "read", "repeat", "valid_up_to",
     // The browser's objects and functions, and JavaScript's.
     "EventSource", "WebSocket", "JSON", "console", "addEventListener", "fetch",
     "toISOString",
