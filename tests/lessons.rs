@@ -282,8 +282,8 @@ const NOT_OURS: &[&str] = &[
     "Shutdown", "String", "TcpListener", "TcpStream", "Vec", "VecDeque", "char", "f64",
     "fs", "io", "mpsc", "str", "thread", "u16", "u32", "u64", "u8", "usize",
     // Rust's variants and functions, called by name.
-    "Some", "None", "Ok", "Err", "drop", "clear", "error_len",
-    "incoming", "is_zero", "load", "push", "read", "repeat", "valid_up_to",
+    "Some", "None", "Ok", "Err", "drop", "clear", "error_len", "extend", "incoming",
+    "is_zero", "load", "push", "read", "repeat", "valid_up_to",
     // The browser's objects and functions, and JavaScript's.
     "EventSource", "WebSocket", "JSON", "console", "addEventListener", "fetch",
     "toISOString",
