@@ -1,5 +1,5 @@
 //! The lessons check: what the lessons say about the code must be true of
-//! the code that runs. Three rules, each checked by a test below.
+//! the code that runs. Four rules, each checked by a test below.
 //!
 //! 1. **A block names its file, and is in it.** The line right before a
 //!    ```rust (or ```js) fence is `<!-- src/hub.rs -->` (or
@@ -25,8 +25,13 @@
 //!    a lesson that names a new standard-library item fails until the
 //!    item is added to the list: the list is where a reader sees every
 //!    exemption.
-//! 3. Paths the lessons name exist, `--help`'s flags are on the contract
-//!    page, and both chapter lists name exactly the chapters present.
+//! 3. **Every chapter has the same bones**: the sections "The problem",
+//!    "The bytes on the wire", "The code", "Try it" and "Exercise", in
+//!    that order; a sentence before the bytes that says what it assumes;
+//!    and every exercise names a `cargo test` command whose test exists
+//!    (and is run with `--ignored` when the test is `#[ignore]`d).
+//! 4. Paths the lessons name exist, `--help`'s flags are on the contract
+//!    page, and every list of chapters names exactly the chapters present.
 //!
 //! Only the standard library is used, like everywhere in this crate.
 
@@ -63,6 +68,17 @@ fn lessons() -> Vec<(String, String)> {
         .map(|p| {
             let name = p.strip_prefix(root()).unwrap().display().to_string();
             (name, fs::read_to_string(p).unwrap())
+        })
+        .collect()
+}
+
+/// The numbered chapters only (`lessons/NN-….md`).
+fn chapters() -> Vec<(String, String)> {
+    lessons()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.trim_start_matches("lessons/")
+                .starts_with(|c: char| c.is_ascii_digit())
         })
         .collect()
 }
@@ -920,6 +936,257 @@ fn the_name_checker_catches_a_made_up_name_and_a_wrong_file() {
             method: "publish".into()
         }]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Rule 3: the bones of a chapter.
+
+/// The sections every chapter has, in this order (others may come between).
+const BONES: [&str; 5] = [
+    "The problem",
+    "The bytes on the wire",
+    "The code",
+    "Try it",
+    "Exercise",
+];
+
+/// Chapters whose sections are being rewritten around their debugger
+/// sessions (chapter 16): until that lands, only their exercise is
+/// checked.
+const BONES_PENDING: &[&str] = &["lessons/16-stepping-through-the-server-in-a-debugger.md"];
+
+/// One test of the crate, as `cargo test`'s filter sees it.
+#[derive(Debug)]
+struct TestFn {
+    /// `src/hub.rs`, `tests/sse.rs`.
+    file: String,
+    /// `hub::tests::resume_outside_the_history_is_a_reset`, or the bare
+    /// name for an integration test.
+    path: String,
+    ignored: bool,
+}
+
+/// Every `#[test]` function in `src/` and `tests/*.rs`.
+fn all_tests() -> Vec<TestFn> {
+    let mut files = Vec::new();
+    files_under(&root().join("src"), "rs", &mut files);
+    let mut top = Vec::new();
+    files_under(&root().join("tests"), "rs", &mut top);
+    files.extend(
+        top.into_iter()
+            .filter(|p| p.parent() == Some(&root().join("tests"))),
+    );
+    let mut out = Vec::new();
+    for path in files {
+        let file = path.strip_prefix(root()).unwrap().display().to_string();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let prefix = if file.starts_with("src/") {
+            let module = module_of(&file).join("::");
+            let module = if module.is_empty() {
+                module
+            } else {
+                format!("{module}::")
+            };
+            if text.contains("mod tests") {
+                format!("{module}tests::")
+            } else {
+                module
+            }
+        } else {
+            String::new()
+        };
+        for (at, line) in lines.iter().enumerate() {
+            if line.trim() != "#[test]" {
+                continue;
+            }
+            let mut ignored = false;
+            for next in &lines[at + 1..] {
+                let next = next.trim();
+                if next.starts_with("#[ignore") {
+                    ignored = true;
+                } else if let Some(rest) = next.strip_prefix("fn ") {
+                    let name = rest.split(['(', '<']).next().unwrap_or(rest);
+                    out.push(TestFn {
+                        file: file.clone(),
+                        path: format!("{prefix}{name}"),
+                        ignored,
+                    });
+                    break;
+                } else if !next.starts_with("#[") && !next.starts_with("//") {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What is wrong with one `cargo test …` command, if anything: the tests
+/// it names must exist, and an ignored one needs `-- --ignored`.
+fn check_command(command: &str, tests: &[TestFn]) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().skip(2).collect();
+    let (mut target, mut filter, mut ignored, mut harness) = (None, None, false, false);
+    let mut i = 0;
+    while i < words.len() {
+        match words[i] {
+            "--" => harness = true,
+            "--lib" => target = Some("src/".to_string()),
+            "--test" => {
+                i += 1;
+                target = words.get(i).map(|name| format!("tests/{name}.rs"));
+            }
+            "--ignored" if harness => ignored = true,
+            word if word.starts_with('-') => {}
+            word if filter.is_none() => filter = Some(word),
+            _ => {}
+        }
+        i += 1;
+    }
+    let matching: Vec<&TestFn> = tests
+        .iter()
+        .filter(|t| {
+            target
+                .as_ref()
+                .is_none_or(|dir| t.file.starts_with(dir.as_str()))
+        })
+        .filter(|t| filter.is_none_or(|f| t.path.contains(f)))
+        .collect();
+    if matching.is_empty() {
+        return Some(format!("`{command}` names no test that exists"));
+    }
+    // With `--ignored`, cargo runs only the ignored tests; without, only
+    // the others.
+    if !matching.iter().any(|t| t.ignored == ignored) {
+        let why = if ignored {
+            "none of its tests is #[ignore]d, and `--ignored` runs only those"
+        } else {
+            "its test is #[ignore]d, so it needs `-- --ignored`"
+        };
+        return Some(format!("`{command}` runs nothing: {why}"));
+    }
+    None
+}
+
+/// The text of one `## Heading` section, up to the next one.
+fn section<'a>(markdown: &'a str, heading: &str) -> Option<&'a str> {
+    let start = markdown.find(&format!("\n## {heading}\n"))? + heading.len() + 5;
+    let end = markdown[start..]
+        .find("\n## ")
+        .map_or(markdown.len(), |e| start + e);
+    Some(&markdown[start..end])
+}
+
+/// What a chapter lacks of the bones, as messages.
+fn missing_bones(chapter: &str, markdown: &str, tests: &[TestFn]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if !BONES_PENDING.contains(&chapter) {
+        wrong.extend(missing_sections(chapter, markdown));
+    }
+    let Some(exercise) = section(markdown, "Exercise") else {
+        wrong.push(format!("{chapter}: no \"## Exercise\" section"));
+        return wrong;
+    };
+    wrong.extend(unchecked_exercises(chapter, exercise, tests));
+    wrong
+}
+
+/// The sections a chapter lacks, or has out of order, and whether it says
+/// what it assumes.
+fn missing_sections(chapter: &str, markdown: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let headings: Vec<&str> = markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .collect();
+    let mut from = 0;
+    for bone in BONES {
+        match headings[from..].iter().position(|h| *h == bone) {
+            Some(at) => from += at + 1,
+            None => wrong.push(format!(
+                "{chapter}: no \"## {bone}\" section (in this order: {BONES:?})"
+            )),
+        }
+    }
+    let before_the_bytes = markdown
+        .split("\n## The bytes on the wire")
+        .next()
+        .unwrap_or("");
+    if !before_the_bytes.contains("assumes") {
+        wrong.push(format!(
+            "{chapter}: the chapter does not say what it assumes (\"It assumes …\", before the bytes on the wire)"
+        ));
+    }
+    wrong
+}
+
+/// The exercises of a chapter that name no check, or a check that runs
+/// nothing.
+fn unchecked_exercises(chapter: &str, exercise: &str, tests: &[TestFn]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    // Numbered exercises each name their check; an unnumbered one, once.
+    let mut items: Vec<String> = Vec::new();
+    for line in exercise.lines() {
+        let numbered = line
+            .split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if numbered || (items.is_empty() && !line.trim().is_empty()) {
+            items.push(line.to_string());
+        } else if let Some(item) = items.last_mut() {
+            item.push('\n');
+            item.push_str(line);
+        }
+    }
+    for item in &items {
+        let prose = prose_of(item);
+        let commands: Vec<String> = spans(&prose)
+            .into_iter()
+            .map(|s| s.text)
+            .filter(|t| t.starts_with("cargo test"))
+            .collect();
+        let first = item.lines().next().unwrap_or("").trim();
+        if commands.is_empty() {
+            wrong.push(format!(
+                "{chapter}: the exercise \"{first}\" names no `cargo test …` that checks it"
+            ));
+        }
+        for command in commands {
+            if let Some(problem) = check_command(&command, tests) {
+                wrong.push(format!("{chapter}: {problem}"));
+            }
+        }
+    }
+    wrong
+}
+
+// Why: a reader who has learnt where things are in one chapter finds them
+// in the next; and an exercise whose check nobody can run leaves the
+// reader guessing whether they got it right.
+#[test]
+fn every_chapter_has_the_same_bones() {
+    let tests = all_tests();
+    let mut wrong = Vec::new();
+    for (chapter, text) in chapters() {
+        wrong.extend(missing_bones(&chapter, &text, &tests));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_bones_checker_reads_commands_and_sections() {
+    let tests = all_tests();
+    assert!(tests.len() > 200, "found only {} tests", tests.len());
+    assert!(check_command("cargo test --lib hub::tests::resume", &tests).is_none());
+    assert!(check_command("cargo test --test sse resume_with", &tests).is_none());
+    assert!(check_command("cargo test --test sse no_such_test_anywhere", &tests).is_some());
+    assert!(check_command("cargo test --test limits fairness", &tests).is_some());
+    assert!(check_command("cargo test --test limits fairness -- --ignored", &tests).is_none());
+    let chapter = "# 99\n\n## The problem\n\nIt assumes nothing.\n\n## The bytes on the wire\n\n\
+                   ## The code\n\n## Try it\n\n## Exercise\n\n1. Do this: `cargo test --lib hub`.\n\
+                   2. And that, unchecked.\n";
+    let wrong = missing_bones("99.md", chapter, &tests);
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(wrong[0].contains("And that"), "{wrong:?}");
 }
 
 // ---------------------------------------------------------------------------
