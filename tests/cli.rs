@@ -179,3 +179,30 @@ fn an_unreachable_broker_exits_1_and_a_bad_broker_url_exits_2() {
     assert_eq!(status, Some(2), "{stderr}");
     assert!(stderr.contains("redis://HOST:PORT"), "{stderr}");
 }
+
+/// Lesson 18's exercise: predict the connection cap of a server that may
+/// open only 1024 files (`ulimit -n 1024`), from the arithmetic of
+/// `default_max_connections` in `src/config.rs`, and write it below. The
+/// test starts the server under that limit and reads the default that
+/// `--help` prints. Fails until your number is right.
+#[test]
+#[ignore = "exercise (lesson 18): fails until you write your prediction in it"]
+fn exercise_18_predict_the_cap_with_1024_open_files() {
+    // Your prediction.
+    let yours: Option<usize> = None;
+    let output = Command::new("sh")
+        .args(["-c", &format!("ulimit -n 1024 && exec '{SERVER}' --help")])
+        .output()
+        .expect("run the server under sh");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--max-connections"))
+        .unwrap_or_else(|| panic!("no --max-connections in {help}"));
+    let cap: usize = line
+        .rsplit_once('[')
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no default in {line:?}"));
+    assert_eq!(yours, Some(cap), "the cap with 1024 open files");
+}

@@ -596,3 +596,48 @@ fn ws_client_rejects_two_modes_at_once() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("choose one of"));
 }
+
+// ---------------------------------------------------------------- exercises
+
+/// Lesson 14's exercise: a `503` says when to come back (`Retry-After`),
+/// and a polite client comes back no sooner. A server written here answers
+/// the first connection `503` with `Retry-After: 2` and the second with an
+/// event. Fails until `ReconnectingClient` waits at least that long.
+#[test]
+#[ignore = "exercise (lesson 14): fails until a 503's Retry-After is honoured"]
+fn exercise_14_a_503_is_retried_no_sooner_than_its_retry_after() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let answers: [&[u8]; 2] = [
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\
+              Connection: close\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: hello\n\n",
+        ];
+        let mut arrived = Vec::new();
+        for answer in answers {
+            let (mut socket, _) = listener.accept().unwrap();
+            arrived.push(Instant::now());
+            let mut head = BufReader::new(socket.try_clone().unwrap());
+            let mut line = String::new();
+            while head.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            socket.write_all(answer).unwrap();
+        }
+        arrived
+    });
+    let backoff = Backoff {
+        base: Duration::from_millis(100),
+        max_attempts: 3,
+        jitter: false,
+    };
+    let mut client = ReconnectingClient::new(&format!("http://{addr}/events"), backoff).unwrap();
+    assert_eq!(client.next_event().unwrap().data, "hello");
+    let arrived = server.join().unwrap();
+    let waited = arrived[1] - arrived[0];
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "came back after {waited:?}, before the 503's Retry-After: 2"
+    );
+}

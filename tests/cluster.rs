@@ -214,7 +214,7 @@ fn the_sse_client_program_through_nginx() {
         .expect("run sse-client");
     let log: Log = Default::default();
     let (lines, printed) = mpsc::channel();
-    collect_lines(
+    let stdout = collect_lines(
         child.stdout.take().unwrap(),
         "out",
         log.clone(),
@@ -235,6 +235,9 @@ fn the_sse_client_program_through_nginx() {
     if status.is_none() {
         kill_child(&mut child);
     }
+    // Both readers finish the pipes before the log is read: the program
+    // has exited, but its last lines may still be on their way.
+    let _ = stdout.join();
     let _ = stderr.join();
     let output = log_text(&log);
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{output}");

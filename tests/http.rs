@@ -1872,3 +1872,22 @@ fn three_hundred_connect_disconnect_cycles_return_the_counts_to_idle() {
         started.elapsed() - cycles_took
     );
 }
+
+// ---------------------------------------------------------------------------
+// Exercises of the lessons. Each is #[ignore]d and fails until the reader
+// has made the change its lesson asks for; run it with
+// `cargo test --test http NAME -- --ignored`.
+// ---------------------------------------------------------------------------
+
+/// Lesson 00: one more stop on the journey, a route of your own. `GET
+/// /health` answers `200` with the body `ok`, like any plain answer.
+#[test]
+#[ignore = "exercise (lesson 00): fails until GET /health is a route of the router"]
+fn exercise_00_a_health_route_answers_ok() {
+    let server = start_default();
+    let response = get(server.addr, "/health");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "ok");
+    let response = post_json(server.addr, "/health", "{}");
+    assert_eq!(response.status, 405, "only GET (and HEAD) may ask for it");
+}

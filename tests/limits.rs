@@ -33,11 +33,17 @@ struct ChildServer {
 
 impl ChildServer {
     fn start(args: &[&str]) -> ChildServer {
+        ChildServer::start_with_env(args, &[])
+    }
+
+    /// [`ChildServer::start`], with variables added to its environment.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
         let binary = std::env::var("SERVER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_realtime-by-hand").to_string());
         let mut child = Command::new(binary)
             .args(["--port", "0", "--quiet", "--tick-secs", "0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the server binary");
@@ -493,4 +499,79 @@ fn a_history_of_1000_events_of_64_kib_costs_little_more_than_its_payload() {
         payload / MIB
     );
     assert!(ratio <= 1.5, "{ratio:.2} x the payload");
+}
+
+// ------------------------------------------------------------ what a thread costs
+
+/// How many memory maps and threads the child has now.
+fn maps_and_threads(server: &ChildServer) -> (usize, usize) {
+    let pid = server.child.id();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    (maps, threads)
+}
+
+/// Opens `count` event streams, each read until its opening has come (so
+/// its thread has started and written).
+fn open_streams(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains("initial_data") {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the stream ended in its opening");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            stream
+        })
+        .collect()
+}
+
+// Why: the connection cap counts a slot as one thread of five memory maps
+// at most (`default_max_connections` in src/config.rs), and the stack size
+// decides how much address space ten thousand idle streams reserve
+// (lesson 18). Both are measured here, on the built server, between 50 and
+// 150 open streams, so that what the first ones set up does not count.
+// glibc's malloc arenas belong to the process, not to a thread, and are
+// made as threads need them: one arena only, so that they blur nothing.
+#[test]
+fn a_stream_thread_takes_its_stack_and_at_most_five_maps() {
+    let server = ChildServer::start_with_env(&[], &[("MALLOC_ARENA_MAX", "1")]);
+    let mut streams = open_streams(server.addr, 50);
+    let (maps, threads) = maps_and_threads(&server);
+    let size = server.memory_kib("VmSize");
+    const MORE: usize = 100;
+    streams.extend(open_streams(server.addr, MORE));
+    let (maps_now, threads_now) = maps_and_threads(&server);
+    let size_now = server.memory_kib("VmSize");
+    assert_eq!(threads_now - threads, MORE, "one thread per stream");
+    let maps_per_thread = (maps_now - maps) as f64 / MORE as f64;
+    let kib_per_thread = (size_now - size) / MORE;
+    println!(
+        "per stream thread: {maps_per_thread:.2} memory maps, {kib_per_thread} KiB of address space"
+    );
+    assert!(
+        maps_per_thread <= 5.0,
+        "{maps_per_thread:.2} maps per thread: the cap counts 5 (MAPS_PER_SLOT)"
+    );
+    assert!(
+        kib_per_thread <= 512,
+        "{kib_per_thread} KiB of address space per thread: ten thousand idle streams \
+         would reserve {} GiB",
+        (kib_per_thread * 10_000) >> 20
+    );
+    drop(streams);
 }

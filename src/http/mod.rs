@@ -479,3 +479,48 @@ fn skip_written(rest: &mut [&[u8]], mut written: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// Two ends of one loopback connection.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (far, _) = listener.accept().unwrap();
+        (near, far)
+    }
+
+    // Why: a client that reads a little every few milliseconds makes each
+    // write call move something, so the socket's own timeout never strikes;
+    // only one deadline for the whole write stops it (lesson 01).
+    #[test]
+    fn a_reader_that_trickles_is_cut_off_at_the_deadline() {
+        let (writer, mut reader) = pair();
+        let trickle = thread::spawn(move || {
+            let mut buf = [0u8; 64 * 1024];
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let timeout = Duration::from_millis(300);
+        writer.set_write_timeout(Some(timeout)).unwrap();
+        // At 64 KiB every 10 ms, 64 MiB would take ten seconds.
+        let bytes = vec![0u8; 64 << 20];
+        let started = Instant::now();
+        let result = write_all_within(&writer, &bytes, timeout);
+        let took = started.elapsed();
+        let error = result.expect_err("the trickling reader was not cut off");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(took < Duration::from_secs(3), "cut off after {took:?}");
+        drop(writer);
+        trickle.join().unwrap();
+    }
+}

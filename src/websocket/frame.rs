@@ -447,4 +447,40 @@ mod tests {
             }
         }
     }
+
+    /// Lesson 08's first exercise: decode `8a 85 37 fa 21 3d 7f 9f 4d 51 58`
+    /// by hand, write what you found below, and the test checks it against
+    /// `parse_header` and `apply_mask`. Fails until you have.
+    #[test]
+    #[ignore = "exercise (lesson 08): fails until you write your answer in it"]
+    fn exercise_08_decode_a_frame_by_hand() {
+        // Your answer: the opcode, whether a client sent it, the payload.
+        let yours: (Option<OpCode>, Option<bool>, &[u8]) = (None, None, b"");
+        let bytes = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let (header, n) = parse(&bytes);
+        let mut payload = bytes[n..].to_vec();
+        if let Some(mask) = header.mask {
+            apply_mask(&mut payload, mask, 0);
+        }
+        assert_eq!(yours.0, Some(header.opcode), "the opcode");
+        assert_eq!(yours.1, Some(header.mask.is_some()), "who sent it");
+        assert_eq!(yours.2, &payload[..], "the payload");
+    }
+
+    /// Lesson 08's second exercise: the header the server sends before a
+    /// binary payload of each length, written out by hand. Fails until
+    /// your bytes are the ones `encode_header` writes.
+    #[test]
+    #[ignore = "exercise (lesson 08): fails until you write the four headers in it"]
+    fn exercise_08_header_bytes_by_hand() {
+        // Your answer, one header per length.
+        let yours: [(u64, &[u8]); 4] = [(125, &[]), (126, &[]), (65_535, &[]), (65_536, &[])];
+        for (length, header) in yours {
+            let mut real = Vec::new();
+            encode_header(&mut real, true, OpCode::Binary, None, length);
+            assert_eq!(header, &real[..], "the header before {length} bytes");
+        }
+    }
 }

@@ -938,4 +938,26 @@ mod tests {
         feed(&mut r, &bytes).unwrap();
         assert_eq!(r.take_seen_frames(), [(bytes.clone(), bytes.len() as u64)]);
     }
+
+    /// Lesson 09's exercise: for each of these first fragments of a text
+    /// message, does the reader wait for more, or fail at once? Write your
+    /// predictions below; the test feeds each one and compares. Fails
+    /// until you have.
+    #[test]
+    #[ignore = "exercise (lesson 09): fails until you write your predictions in it"]
+    fn exercise_09_wait_or_fail() {
+        // Your predictions: Some(true) where the reader waits, Some(false)
+        // where it fails.
+        let yours: [(&[u8], Option<bool>); 4] = [
+            (b"\xF0\x9F", None),
+            (b"\xED\xA0", None),
+            (b"\xF5", None),
+            (b"\xC0", None),
+        ];
+        for (bytes, waits) in yours {
+            let first = masked(false, OpCode::Text, bytes);
+            let really_waits = feed(&mut reader(), &first).is_ok();
+            assert_eq!(waits, Some(really_waits), "the first fragment {bytes:02X?}");
+        }
+    }
 }
