@@ -118,7 +118,8 @@ class Server:
 
     def __init__(self, ctx, *flags):
         self.ctx = ctx
-        self.log_path = ctx.path("server.log")
+        # One log per server: a recipe may start several.
+        self.log_path = ctx.path(f"server{len(ctx.servers) or ''}.log")
         self.log_file = open(self.log_path, "wb")
         self.process = start(
             [str(SERVER), "--host", "127.0.0.1", "--port", "0", *flags],
@@ -1016,6 +1017,78 @@ def ch17_busy(ctx):
     ctx.path("big.json").write_text(json.dumps({"message": "x" * 2000}))
     out = shell(ctx, server, "curl -si -H 'Content-Type: application/json' --data-binary @big.json http://127.0.0.1:3000/trigger-event")
     return "$ cargo run -- --max-buffered-bytes 1000\n" + out
+
+
+def as_port(text, port, shown):
+    """`text` with the port a capture used shown as `shown` instead."""
+    return re.sub(rf"\b127\.0\.0\.1:{port}\b", f"127.0.0.1:{shown}", text)
+
+
+def closed_port():
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@recipe("ch19-two-posts", "ch19-two-stream")
+def ch19_two_instances(ctx):
+    # Two instances and no broker: each hub counts for itself.
+    a = ctx.server("--quiet", "--tick-secs", "0")
+    b = ctx.server("--quiet", "--tick-secs", "0")
+    stream = background(["curl", "-sN", "-m", "2", f"{b.url}/events"], ctx.path("stream"))
+    time.sleep(0.5)
+    shown = []
+    for server, port, message in [(a, 3001, "to A"), (b, 3002, "to B")]:
+        body = json.dumps({"message": message}, separators=(",", ":"))
+        command = f"curl -s -X POST -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:{port}/trigger-event"
+        shown.append(f"$ {command}\n{post(server.url, message)}")
+    stream.wait(timeout=10)
+    events = ctx.path("stream").read_text().split("\n\n")
+    event = next(e for e in events if e.startswith("id: 1\n"))
+    ctx.ports.clear()  # shown as 3001 and 3002 below, not as 3000
+    return (
+        as_port(as_port("\n".join(shown), a.port, 3001), b.port, 3002),
+        event,
+    )
+
+
+@recipe("ch19-resp")
+def ch19_resp(ctx):
+    # A fake Redis: a socket that keeps what an instance sends first, the
+    # two commands of its first round trip, and then hangs up.
+    with socket.socket() as fake:
+        fake.bind(("127.0.0.1", 0))
+        fake.listen(1)
+        fake.settimeout(10)
+        port = fake.getsockname()[1]
+        server = start([str(SERVER), "--port", "0", "--quiet", "--broker", f"redis://127.0.0.1:{port}/demo"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        connection, _ = fake.accept()
+        with connection:
+            connection.settimeout(5)
+            got = b""
+            while got.count(b"\r\n") < 14:
+                piece = connection.recv(4096)
+                if not piece:
+                    break
+                got += piece
+        server.wait(timeout=15)
+    text = got.decode()
+    # The epoch offered is random: 32 hex digits, shown as such.
+    text = re.sub(r"\b[0-9a-f]{32}\b", "0123456789abcdef0123456789abcdef", text)
+    return "\n".join(line + "\\r\\n" for line in text.split("\r\n")[:-1])
+
+
+@recipe("ch19-unreachable")
+def ch19_unreachable(ctx):
+    redis = closed_port()
+    server = ctx.server("--quiet", "--broker", f"redis://127.0.0.1:{redis}/demo", "--broker-optional")
+    out = shell(ctx, server, "curl -si -X POST -H 'Content-Type: application/json' -d '{\"message\":\"hi\"}' http://127.0.0.1:3000/trigger-event",
+                drop=("Date:",))
+    # Shown as a port of five digits, as the kernel's free ones are, so that
+    # Content-Length stays true.
+    return as_port(out, redis, 16390)
 
 
 @recipe("contract-misdirected")
