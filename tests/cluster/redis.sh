@@ -21,50 +21,20 @@ say() { echo "redis.sh: $*"; }
 # Cleanup, run on every exit: only what this script made.
 work=""
 redis_pid=""
-policy_made=""
 cleanup() {
   if [ -n "$redis_pid" ]; then
     kill "$redis_pid" 2>/dev/null || true
     wait "$redis_pid" 2>/dev/null || true
   fi
-  if [ -n "$policy_made" ]; then rm -f "$policy_made"; fi
+  packages_cleanup
   if [ -n "$work" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-# 1. redis-server. Debian's package would start a system-wide service as it
-# installs; a policy-rc.d that forbids every start (exit 101) prevents that
-# for as long as the install runs. The tests never use such a service.
-install_redis() {
-  if [ "$(id -u)" != 0 ]; then
-    say "redis-server is not installed, and installing it needs root (apt-get install redis-server)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_made=/usr/sbin/policy-rc.d
-  fi
-  # (Read whole before grep looks: under pipefail, grep -q leaving early
-  # would fail the pipe.)
-  local known
-  known="$(apt-cache policy redis-server 2>/dev/null || true)"
-  if ! grep -q 'Candidate: [0-9]' <<<"$known"; then
-    say "apt-get update (the package lists do not know redis-server yet)"
-    apt-get update -qq
-  fi
-  say "installing redis-server with apt-get"
-  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  if [ -n "$policy_made" ]; then rm -f "$policy_made"; policy_made=""; fi
-  # Had a service started all the same (a policy-rc.d of someone else's
-  # allowing it), stop it through its own init script.
-  if [ -f /run/redis/redis-server.pid ] && command -v service >/dev/null 2>&1; then
-    service redis-server stop >/dev/null 2>&1 || true
-  fi
-}
+# 1. redis-server, installed without its service (packages.sh says how).
+source "$here/packages.sh"
 if ! command -v redis-server >/dev/null 2>&1; then
-  install_redis
+  install_packages redis-server
 fi
 say "$(redis-server --version)"
 

@@ -22,46 +22,10 @@ root="$(cd "$here/../.." && pwd)"
 
 say() { echo "cluster/run.sh: $*"; }
 
-# Cleanup, run on every exit: only what this script made.
-policy_made=""
-cleanup() {
-  if [ -n "$policy_made" ]; then rm -f "$policy_made"; fi
-}
-trap cleanup EXIT
+# The packages, installed without their services (packages.sh says how).
+source "$here/packages.sh"
+trap packages_cleanup EXIT
 
-# 1. The packages. Debian's redis-server and nginx would each start a
-# system-wide service as they install (nginx on port 80). A policy-rc.d
-# that forbids every start (exit 101) prevents that for as long as the
-# install runs; the tests never use such a service.
-install_packages() {
-  if [ "$(id -u)" != 0 ]; then
-    say "$* not installed, and installing needs root (apt-get install $*)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_made=/usr/sbin/policy-rc.d
-  fi
-  # (Read whole before grep looks: under pipefail, grep -q leaving early
-  # would fail the pipe.)
-  local known
-  known="$(apt-cache policy "$@" 2>/dev/null || true)"
-  if [ "$(grep -c 'Candidate: [0-9]' <<<"$known")" -lt "$#" ]; then
-    say "apt-get update (the package lists do not know $* yet)"
-    apt-get update -qq
-  fi
-  say "installing $* with apt-get"
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  if [ -n "$policy_made" ]; then rm -f "$policy_made"; policy_made=""; fi
-  # Had a service started all the same (a policy-rc.d of someone else's
-  # allowing it), stop it at once through its own init script.
-  if command -v service >/dev/null 2>&1; then
-    if [ -f /run/redis/redis-server.pid ]; then service redis-server stop >/dev/null 2>&1 || true; fi
-    if [ -f /run/nginx.pid ]; then service nginx stop >/dev/null 2>&1 || true; fi
-  fi
-}
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # nginx lives in /usr/sbin, which a user's PATH may lack.

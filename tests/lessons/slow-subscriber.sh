@@ -24,32 +24,12 @@ if [ ! -x "$server" ]; then
   cargo build --quiet --manifest-path "$root/Cargo.toml"
 fi
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+# The server on a free port of 127.0.0.1, stopped on exit (tests/common/server.sh).
+source "$root/tests/common/server.sh"
 # --write-timeout-secs 30: the stream must end for being behind, not
 # because a write to the stalled reader took too long (10 s by default).
-"$server" --host 127.0.0.1 --port 0 --tick-secs 0 --queue "$queue" --write-timeout-secs 30 \
-  >"$work/server.log" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o -m1 '127\.0\.0\.1:[0-9]*' "$work/server.log" 2>/dev/null | cut -d: -f2 || true)"
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-if [ -z "$port" ]; then
-  echo "slow-subscriber: the server did not start:" >&2
-  cat "$work/server.log" >&2
-  exit 1
-fi
+# (start_server's own line names the pid, which changes every run: the
+# line below says the same without it.)
+start_server slow-subscriber "$server" --tick-secs 0 --queue "$queue" --write-timeout-secs 30 >/dev/null
 echo "server: 127.0.0.1:$port, --queue $queue --tick-secs 0 --write-timeout-secs 30"
 python3 "$here/slow_subscriber.py" "$port" "$server_pid" "$work/server.log" "$queue"
