@@ -300,3 +300,30 @@ fn each_instance_numbers_its_connections_apart_from_the_others() {
     }
     assert_ne!(client_ids[0], client_ids[1]);
 }
+
+#[test]
+#[ignore = "needs Redis: REDIS_URL=redis://127.0.0.1:PORT, or tests/cluster/redis.sh"]
+fn every_instance_ticks_into_the_one_log_and_the_ids_stay_consecutive() {
+    let url = cluster_url();
+    // Each instance ticks on its own thread, into the shared log.
+    let ticking = Config {
+        tick: Duration::from_millis(200),
+        ..with_broker(&url, false)
+    };
+    let servers: Vec<RunningServer> = (0..2).map(|_| start(ticking.clone())).collect();
+    let mut stream = open_events(servers[0].addr, None);
+    let mut ids = Vec::new();
+    let mut counted = Vec::new();
+    while ids.len() < 10 {
+        let event = next_broadcast(&mut stream);
+        assert_eq!(event_type(&event), "periodic_update", "{}", event.data);
+        ids.push(event.last_event_id.parse::<u64>().unwrap());
+        let data = json::parse(event.data.as_bytes()).unwrap();
+        counted.push(data.get("connections").and_then(Json::as_f64).unwrap() as u64);
+    }
+    let first = ids[0];
+    assert_eq!(ids, (first..first + 10).collect::<Vec<_>>(), "one sequence");
+    // Each instance counts its own subscribers: the one with the stream
+    // says 1, the other 0, so both ticked into this stream.
+    assert!(counted.contains(&1) && counted.contains(&0), "{counted:?}");
+}
