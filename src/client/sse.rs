@@ -345,6 +345,11 @@ impl SseConnection {
         }
     }
 
+    /// The parser's last event id: the id of the newest event *parsed*,
+    /// which may be ahead of the events returned so far (one read can
+    /// hold several). The id of an event in hand is its own
+    /// [`SseEvent::last_event_id`]; once `next_item` has failed, every
+    /// parsed event has been returned, and this is where to resume.
     pub fn last_event_id(&self) -> &str {
         self.parser.last_event_id()
     }
@@ -428,7 +433,9 @@ impl ReconnectingClient {
             let connection = self.connection.as_mut().expect("connected above");
             match connection.next_event() {
                 Ok(event) => {
-                    self.last_event_id = Some(connection.last_event_id().to_string());
+                    // The event's own id, not the parser's, which may be
+                    // ahead (events parsed, not yet returned).
+                    self.last_event_id = Some(event.last_event_id.clone());
                     return Ok(event);
                 }
                 Err(e) => {
