@@ -327,3 +327,34 @@ fn every_instance_ticks_into_the_one_log_and_the_ids_stay_consecutive() {
     // says 1, the other 0, so both ticked into this stream.
     assert!(counted.contains(&1) && counted.contains(&0), "{counted:?}");
 }
+
+#[test]
+#[ignore = "needs Redis: REDIS_URL=redis://127.0.0.1:PORT, or tests/cluster/redis.sh"]
+fn after_redis_lost_its_data_a_new_instance_does_not_take_a_running_ones_number() {
+    let url = cluster_url();
+    let mut servers = instances(&url, 2);
+    let number = |server: &RunningServer| {
+        let broker = stats(server.addr).get("broker").cloned().unwrap();
+        broker.get("instance").and_then(Json::as_f64).unwrap() as u64
+    };
+    let running: Vec<u64> = servers.iter().map(number).collect();
+    let mut streams: Vec<_> = servers.iter().map(|s| open_events(s.addr, None)).collect();
+    // Redis loses everything under this prefix, the count of instances too.
+    let prefix = url.rsplit('/').next().unwrap();
+    let mut redis = realtime_by_hand::redis::Connection::open(&url).unwrap();
+    for key in ["log:last-id", "log:events", "log:epoch", "instances"] {
+        let name = format!("{prefix}:{key}");
+        redis.command(&[b"DEL", name.as_bytes()]).unwrap();
+    }
+    // Both running instances notice (their streams get the reset) ...
+    for stream in &mut streams {
+        assert_eq!(event_type(&next_broadcast(stream)), "reset");
+    }
+    // ... and one that starts now gets a number neither of them has.
+    servers.push(start(with_broker(&url, false)));
+    let newcomer = number(&servers[2]);
+    assert!(
+        !running.contains(&newcomer),
+        "the new instance got {newcomer}, already held: {running:?}"
+    );
+}

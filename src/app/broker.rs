@@ -243,6 +243,11 @@ impl Broker {
                 Loaded::StartedOver
             }
         };
+        // Redis may have lost the count of instances with the rest: this
+        // instance's number goes back in, so no later one is given it.
+        if self.instance > 0 {
+            log.raise_instances(self.instance)?;
+        }
         lock(&self.publishers).clear();
         let mut status = self.status();
         status.epoch = Some(epoch);

@@ -308,13 +308,33 @@ impl Log {
     /// returns where it is now. After a Redis restarted from an older
     /// snapshot, so that ids already handed out are not handed out again.
     pub fn raise_last_id(&mut self, at_least: u64) -> Result<u64, RedisError> {
-        // A script, so that a publish cannot come between the GET and the SET.
+        let key = self.keys.last_id.clone();
+        self.raise(&key, at_least)
+    }
+
+    /// The same for the count of instances ([`Log::join`]): after Redis
+    /// lost its data, a running instance puts its own number back, so
+    /// that one starting later does not get it too.
+    pub fn raise_instances(&mut self, at_least: u64) -> Result<u64, RedisError> {
+        let key = self.keys.instances.clone();
+        self.raise(&key, at_least)
+    }
+
+    /// Sets the number at `key` to `at_least` if it is below; returns it.
+    fn raise(&mut self, key: &str, at_least: u64) -> Result<u64, RedisError> {
+        // A script, so that a publish (or a join) cannot come between the
+        // GET and the SET.
         const RAISE: &str = "local now = tonumber(redis.call('GET', KEYS[1]) or '0') \
             if now < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) now = tonumber(ARGV[1]) end \
             return now";
         let floor = at_least.to_string();
-        let key = self.keys.last_id.as_bytes();
-        let args: [&[u8]; 5] = [b"EVAL", RAISE.as_bytes(), b"1", key, floor.as_bytes()];
+        let args: [&[u8]; 5] = [
+            b"EVAL",
+            RAISE.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            floor.as_bytes(),
+        ];
         match self.link.get()?.command(&args)? {
             Reply::Integer(n) if n >= 0 => Ok(n as u64),
             other => Err(unexpected("EVAL", "the counter, an integer", &other)),
