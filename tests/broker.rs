@@ -358,3 +358,30 @@ fn after_redis_lost_its_data_a_new_instance_does_not_take_a_running_ones_number(
         "the new instance got {newcomer}, already held: {running:?}"
     );
 }
+
+#[test]
+#[ignore = "needs Redis: REDIS_URL=redis://127.0.0.1:PORT, or tests/cluster/redis.sh"]
+fn an_instance_that_starts_late_loads_the_whole_history_a_page_at_a_time() {
+    let url = cluster_url();
+    // With events of up to 8 MiB allowed, a reply of the log may hold only
+    // seven of them: the history comes in pages of that many (the first at
+    // start, the rest by the reader), and all of it must get there.
+    let large = Config {
+        max_body: 8 << 20,
+        ..with_broker(&url, false)
+    };
+    let first = start(large.clone());
+    for n in 1..=20 {
+        trigger(first.addr, &format!("event {n}"));
+    }
+    let late = start(large);
+    let mut stream = open_events(late.addr, Some("0"));
+    let ids: Vec<u64> = (0..20)
+        .map(|_| next_broadcast(&mut stream).last_event_id.parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=20).collect::<Vec<_>>(),
+        "the late instance's history"
+    );
+}

@@ -56,7 +56,7 @@ use crate::config::Config;
 use crate::hub::{Gap, Hub, Published};
 use crate::json::{self, Json};
 use crate::random::{random_f64, random_u64};
-use crate::redis::{Log, LogConfig, RedisError, RedisUrl};
+use crate::redis::{Limits, Log, LogConfig, LogEntry, RedisError, RedisUrl};
 use crate::sse::format::{check_field, FieldError};
 
 /// How long one `XREAD` waits for a new entry. Short, because the epoch
@@ -133,15 +133,13 @@ impl fmt::Display for PublishError {
 }
 
 impl Broker {
-    /// The broker `config.broker` names, contacted once: its history is
-    /// loaded into `hub` before the server takes its first connection.
+    /// The broker `config.broker` names, contacted once: the start of its
+    /// history is loaded into `hub` before the server takes its first
+    /// connection (the reader brings the rest: see `Broker::history`).
     /// Fails when Redis cannot be reached, unless `--broker-optional`
     /// (then the reader keeps trying).
     pub fn contact(url: RedisUrl, config: &Config, hub: &Hub) -> Result<Broker, RedisError> {
-        let log_config = LogConfig {
-            history: config.history.max(1) as u64,
-            ..LogConfig::default()
-        };
+        let log_config = log_config(config);
         let mut broker = Broker {
             url,
             instance: 0,
@@ -231,9 +229,7 @@ impl Broker {
                 Loaded::StartedOver
             }
             None => {
-                let history = self.config.history;
-                let from = newest.saturating_sub(history);
-                let (entries, _) = log.range_after(from, history as usize)?;
+                let entries = self.history(log, newest)?;
                 let why = format!(
                     "this server now follows the cluster's event log at {}; its newest event is {newest}",
                     self.url.address()
@@ -263,9 +259,7 @@ impl Broker {
     /// have been published (by an instance that was back sooner) before
     /// this instance's reader returned, and nobody here has seen them.
     fn start_over(&self, log: &mut Log, hub: &Hub, newest: u64) -> Result<(), RedisError> {
-        let history = self.config.history;
-        let from = newest.saturating_sub(history);
-        let (entries, _) = log.range_after(from, history as usize)?;
+        let entries = self.history(log, newest)?;
         let base = entries.first().map_or(newest, |e| e.id - 1);
         let why = format!(
             "the broker {} lost its data (restarted without it?): the ids start over after {base}",
@@ -276,6 +270,16 @@ impl Broker {
             let _ = hub.append(entry.id, entry.name.as_deref(), &entry.data);
         }
         Ok(())
+    }
+
+    /// The oldest page of the newest `--history` entries of the log: at
+    /// most `read_batch` of them, so that the reply fits the reply limits
+    /// (a thousand events of a large `--max-body` would not, in one). The
+    /// hub's newest id is then the page's last, and the reader's `XREAD`
+    /// brings the rest, a page at a time, as it brings every new event.
+    fn history(&self, log: &mut Log, newest: u64) -> Result<Vec<LogEntry>, RedisError> {
+        let after = newest.saturating_sub(self.config.history);
+        Ok(log.range_after(after, self.config.read_batch)?.0)
     }
 
     /// Publishes through the log; the event reaches this instance's hub
@@ -349,6 +353,31 @@ impl Broker {
                 status.problem.map_or(Json::Null, |p| p.as_str().into()),
             ),
         ])
+    }
+}
+
+/// How the log is read, sized for the largest event this server can
+/// publish: a chat message or a posted body, with the JSON around it. A
+/// reply may hold one such event however large `--max-body` is, and one
+/// `XREAD` or `XRANGE` asks for only as many as fit in a reply. (With the
+/// defaults, events of up to 64 KiB: 960 at a time.) A reply over the limits would
+/// be refused every time it was read again, and the reader would never get
+/// past it.
+fn log_config(config: &Config) -> LogConfig {
+    let defaults = LogConfig::default();
+    let largest_event = config.max_body.max(config.max_chat_bytes) + 4096;
+    let limits = Limits {
+        max_bulk_len: defaults.limits.max_bulk_len.max(largest_event),
+        max_reply_bytes: defaults.limits.max_reply_bytes.max(2 * largest_event),
+        ..defaults.limits
+    };
+    // Each entry is its data and a little RESP around it.
+    let per_entry = largest_event + 256;
+    LogConfig {
+        history: config.history.max(1) as u64,
+        read_batch: (limits.max_reply_bytes / per_entry).clamp(1, defaults.read_batch),
+        limits,
+        ..defaults
     }
 }
 
@@ -464,8 +493,10 @@ fn follow(app: &App, broker: &Broker, log: &mut Log) -> Result<Infallible, Stop>
         if entries.is_empty() {
             broker.note_last_id(log.last_id()?);
         }
+        if let Some(last) = entries.last() {
+            broker.note_last_id(last.id);
+        }
         for entry in &entries {
-            broker.note_last_id(entry.id);
             let (name, data) = (entry.name.as_deref(), entry.data.as_str());
             if let Err(Gap { expected, got }) = app.hub.append(entry.id, name, data) {
                 // Redis trimmed events before this instance read them.
@@ -497,6 +528,26 @@ fn retry_delay(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_of_the_log_always_fits_the_reply_limits() {
+        for max_body in [1, 65_536, 1 << 20, 32 << 20] {
+            let config = Config {
+                max_body,
+                ..Config::default()
+            };
+            let log = log_config(&config);
+            let largest = max_body.max(config.max_chat_bytes) + 4096;
+            assert!(log.limits.max_bulk_len >= largest, "{max_body}");
+            assert!(log.read_batch >= 1 && log.read_batch <= 1000, "{max_body}");
+            assert!(
+                log.read_batch * (largest + 256) <= log.limits.max_reply_bytes,
+                "{max_body}: {} entries could overflow a reply",
+                log.read_batch
+            );
+        }
+        assert_eq!(log_config(&Config::default()).read_batch, 960);
+    }
 
     #[test]
     fn retries_double_up_to_the_last_with_jitter() {
